@@ -1,0 +1,121 @@
+"""create_app(settings): wires the domains, plugins, error handling and lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+import structlog
+from litestar import Litestar, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig
+
+from peakshop.auth import Tokens
+from peakshop.config import Settings, load_settings
+from peakshop.coupons import routes as coupon_routes
+from peakshop.coupons.openapi import add_validate_operation
+from peakshop.errors import PeakshopError
+from peakshop.monitoring import metrics
+from peakshop.monitoring import routes as monitoring_routes
+from peakshop.monitoring.logs import configure_logging
+from peakshop.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+_STATUS_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> Response[object]:
+    return Response(
+        {"error": {"code": code, "message": message, "field": field}}, status_code=status
+    )
+
+
+def _on_domain_error(_: Request, exc: PeakshopError) -> Response[object]:  # type: ignore[type-arg]
+    return Response(exc.to_body(), status_code=exc.status_code)
+
+
+def _on_validation_error(_: Request, exc: ValidationException) -> Response[object]:  # type: ignore[type-arg]
+    details = exc.extra if isinstance(exc.extra, list) else []
+    first = details[0] if details and isinstance(details[0], dict) else {}
+    field = first.get("key") or None
+    message = first.get("message") or exc.detail
+    if field in (None, "data") and isinstance(message, str):
+        # A body error: msgspec names the field inside its message.
+        field = coupon_routes.decode_error_field_text(message) or field
+    return _error(400, "invalid_request", str(message), field)
+
+
+def _on_http_error(_: Request, exc: HTTPException) -> Response[object]:  # type: ignore[type-arg]
+    code = _STATUS_CODES.get(exc.status_code, "http_error")
+    return _error(exc.status_code, code, exc.detail)
+
+
+def _on_unexpected(request: Request, exc: Exception) -> Response[object]:  # type: ignore[type-arg]
+    log.exception("unhandled_error", path=request.url.path, method=request.method)
+    return _error(500, "internal_error", "internal server error")
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or load_settings()
+    configure_logging(settings)
+    runtime = Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = Litestar(
+        route_handlers=[coupon_routes.router, monitoring_routes.router],
+        lifespan=[lifespan],
+        state=None,
+        middleware=[
+            PrometheusConfig(
+                app_name="peakshop",
+                prefix="peakshop",
+                group_path=True,
+                buckets=list(metrics.LATENCY_BUCKETS),
+                exclude=["^/metrics"],
+            ).middleware
+        ],
+        exception_handlers={
+            PeakshopError: _on_domain_error,
+            ValidationException: _on_validation_error,
+            HTTPException: _on_http_error,
+            Exception: _on_unexpected,
+        },
+        openapi_config=OpenAPIConfig(
+            title="peakshop",
+            version=version("peakshop"),
+            description="E-commerce backend built for peak traffic.",
+            components=Components(
+                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
+            ),
+        ),
+        debug=False,
+    )
+    app.state.runtime = runtime
+    app.state.tokens = Tokens(settings)
+    add_validate_operation(app.openapi_schema)
+    return app
+
+
+def app_factory() -> Litestar:
+    """Entry point for the ASGI server (``granian --factory peakshop.app:app_factory``)."""
+    return create_app()

@@ -1,0 +1,1 @@
+"""Coupons: rules, validation (the hottest path), atomic redemption, validation log, stats."""

@@ -1,0 +1,79 @@
+"""The in-memory coupon index: validation answers from here, never from the database.
+
+5,000 coupons are a few MB. Every write reloads the coupon locally before the response and
+broadcasts its code; every other process reloads it on the message (Redis pub/sub in scaled
+mode). After a pub/sub reconnection, and every ``refresh_seconds`` as a safety net, the
+whole index is reloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from peakshop.coupons import repository
+from peakshop.coupons.rules import CouponRule, rule_from_row
+from peakshop.db import Database
+from peakshop.state import Broadcast
+
+log = structlog.get_logger(__name__)
+CHANNEL = "coupons.changed"
+
+
+class CouponIndex:
+    def __init__(self, *, db: Database, broadcast: Broadcast, refresh_seconds: float) -> None:
+        self._db = db
+        self._broadcast = broadcast
+        self._refresh_seconds = refresh_seconds
+        self._rules: dict[str, CouponRule] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def get(self, code: str) -> CouponRule | None:
+        return self._rules.get(code)
+
+    async def start(self) -> None:
+        self._broadcast.subscribe(CHANNEL, self.reload, on_resync=self.load_all)
+        await self.load_all()
+        self._task = asyncio.create_task(self._refresh_forever(), name="coupon-index-refresh")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def load_all(self) -> None:
+        async with self._db.read() as conn:
+            rows = await repository.all_coupons(conn)
+        # Build aside and swap: readers never see a half-loaded index.
+        self._rules = {row["code"]: rule_from_row(row) for row in rows}
+
+    async def reload(self, code: str) -> None:
+        async with self._db.read() as conn:
+            row = await repository.get_coupon(conn, code)
+        if row is None:
+            self._rules.pop(code, None)
+        else:
+            self._rules[code] = rule_from_row(row)
+
+    async def announce(self, code: str) -> None:
+        """Call after committing a change: this process sees it at once, the others shortly."""
+        await self.reload(code)
+        try:
+            await self._broadcast.publish(CHANNEL, code)
+        except Exception:
+            # The periodic reload still converges the other processes.
+            log.exception("coupon_change_broadcast_failed", code=code)
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_seconds)
+            try:
+                await self.load_all()
+            except Exception:
+                log.exception("coupon_index_refresh_failed")

@@ -1,0 +1,315 @@
+"""HTTP routes of the coupons domain.
+
+Validation, the hottest endpoint, is a thin ASGI handler: it decodes and encodes with msgspec
+directly and skips the framework's per-request machinery (measured in benchmarks/; its
+OpenAPI entry is written by hand in ``openapi.py``). Everything else uses ordinary handlers.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Router, asgi, get, patch, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+from litestar.response import Response
+from litestar.types import Receive, Scope, Send
+from sqlalchemy.exc import IntegrityError
+
+from peakshop.auth import admin_guard, service_guard
+from peakshop.coupons import repository, service
+from peakshop.coupons.schemas import (
+    CODE_PATTERN,
+    ID_PATTERN,
+    CouponCreate,
+    CouponOut,
+    CouponPage,
+    CouponPatch,
+    CouponStats,
+    RedeemRequest,
+    Redemption,
+    ValidateRequest,
+    ValidateResponse,
+    ValidationLogOut,
+    ValidationLogPage,
+)
+from peakshop.coupons.tasks import ValidationLogRecord
+from peakshop.errors import InvalidInput, PeakshopError
+from peakshop.kit.clock import from_db, utcnow
+from peakshop.kit.money import format_cents, parse_cents
+from peakshop.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page_of
+from peakshop.monitoring import metrics
+from peakshop.runtime import Runtime
+
+MAX_BODY_BYTES = 16 * 1024
+_CODE_RE = re.compile(CODE_PATTERN)
+_ID_RE = re.compile(ID_PATTERN)
+_FIELD_RE = re.compile(r"`\$\.([A-Za-z_]+)|field `([A-Za-z_]+)`")
+_validate_decoder = msgspec.json.Decoder(ValidateRequest)
+_encoder = msgspec.json.Encoder()
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def decode_error_field(exc: msgspec.MsgspecError) -> str | None:
+    return decode_error_field_text(str(exc))
+
+
+def decode_error_field_text(message: str) -> str | None:
+    """The field named in a msgspec error message ("... - at `$.order_total`")."""
+    match = _FIELD_RE.search(message)
+    return (match.group(1) or match.group(2)) if match else None
+
+
+async def _send_json(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise InvalidInput("client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise PeakshopError(
+                f"request body over {MAX_BODY_BYTES} bytes", code="payload_too_large"
+            )
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _authorization(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return value
+    return None
+
+
+def parse_amount(value: Any, field: str) -> int:
+    try:
+        return parse_cents(value, field=field)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field=field) from exc
+
+
+@asgi("/api/v1/coupons/validate", is_mount=False, copy_scope=False)
+async def validate_coupon(scope: Scope, receive: Receive, send: Send) -> None:
+    started = time.perf_counter_ns()
+    runtime: Runtime = scope["litestar_app"].state.runtime
+    try:
+        if scope["method"] != "POST":
+            raise PeakshopError("use POST", code="method_not_allowed")
+        scope["litestar_app"].state.tokens.check(_authorization(scope), admin_only=False)
+        try:
+            request = _validate_decoder.decode(await _read_body(receive))
+        except msgspec.MsgspecError as exc:
+            raise InvalidInput(str(exc), field=decode_error_field(exc)) from exc
+        total = parse_amount(request.order_total, "order_total")
+        code = request.code.upper()
+        reason, discount = await service.validate(
+            index=runtime.coupon_index,
+            counters=runtime.state.counters,
+            code=code,
+            user_id=request.user_id,
+            order_total_cents=total,
+            now=time.time(),
+        )
+    except PeakshopError as exc:
+        status = {"method_not_allowed": 405, "payload_too_large": 413}.get(exc.code, exc.status_code)
+        await _send_json(send, status, _encoder.encode(exc.to_body()))
+        return
+    body = _encoder.encode(
+        ValidateResponse(
+            valid=reason is None,
+            code=code,
+            discount=format_cents(discount),
+            final_total=format_cents(total - discount),
+            reason=reason,  # type: ignore[arg-type]
+        )
+    )
+    await _send_json(send, 200, body)
+    metrics.VALIDATION_BY_REASON[reason or "valid"].inc()
+    runtime.validation_log.emit(
+        ValidationLogRecord(
+            code=code,
+            user_id=request.user_id,
+            order_total_cents=total,
+            valid=reason is None,
+            reason=reason,
+            discount_cents=discount,
+            latency_us=(time.perf_counter_ns() - started) // 1000,
+            created_at=utcnow(),
+        )
+    )
+
+
+def _code(code: str) -> str:
+    if not _CODE_RE.match(code):
+        raise InvalidInput("code must be 3-32 letters, digits, '-' or '_'", field="code")
+    return code.upper()
+
+
+@post("/api/v1/coupons/{code:str}/redeem", guards=[service_guard], status_code=201)
+async def redeem_coupon(code: str, data: RedeemRequest, state: State) -> Response[Redemption]:
+    """Redeem a coupon for an order, atomically. A repeat of (code, order_id) returns the first
+    redemption (header ``Idempotent-Replay: true``); a rejection is a 409 with the reason."""
+    runtime: Runtime = state.runtime
+    code = _code(code)
+    total = parse_amount(data.order_total, "order_total")
+    try:
+        async with runtime.db.write() as conn:
+            redemption, new_use_of = await service.redeem(
+                conn,
+                code=code,
+                user_id=data.user_id,
+                order_id=data.order_id,
+                order_total_cents=total,
+                now=utcnow(),
+            )
+    except IntegrityError:
+        # A concurrent request with the same (code, order_id) committed first.
+        async with runtime.db.read() as conn:
+            redemption = await service.find_redemption(
+                conn, code=code, user_id=data.user_id, order_id=data.order_id
+            )
+        new_use_of = None
+    except PeakshopError as exc:
+        metrics.COUPON_REDEMPTIONS.labels(exc.code).inc()
+        raise
+    created = new_use_of is not None
+    if new_use_of is not None:
+        await runtime.state.counters.record(new_use_of, data.user_id)
+    metrics.COUPON_REDEMPTIONS.labels("created" if created else "replayed").inc()
+    headers = {} if created else {"Idempotent-Replay": "true"}
+    return Response(redemption, status_code=201, headers=headers)
+
+
+@post("/api/v1/coupons", guards=[admin_guard], status_code=201)
+async def create_coupon(data: CouponCreate, state: State) -> CouponOut:
+    runtime: Runtime = state.runtime
+    async with runtime.db.write() as conn:
+        coupon = await service.create_coupon(conn, data=data, now=utcnow())
+    await runtime.coupon_index.announce(coupon.code)
+    return coupon
+
+
+@get("/api/v1/coupons", guards=[admin_guard])
+async def list_coupons(
+    state: State,
+    status: Literal["active", "inactive", "expired"] | None = None,
+    coupon_type: Annotated[
+        Literal["user_specific", "time_window"] | None, Parameter(query="type")
+    ] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+) -> CouponPage:
+    """Coupons, newest first, with an opaque cursor (``next_cursor``)."""
+    runtime: Runtime = state.runtime
+    now = utcnow()
+    async with runtime.db.read() as conn:
+        rows = await repository.list_coupons(
+            conn,
+            state=status,
+            coupon_type=coupon_type,
+            before_id=decode_cursor(cursor),
+            limit=limit + 1,
+            now=now,
+        )
+    items, next_cursor = page_of([service.coupon_out(row, now=now) for row in rows], limit=limit)
+    return CouponPage(items=items, next_cursor=next_cursor)
+
+
+@get("/api/v1/coupons/{code:str}", guards=[admin_guard])
+async def get_coupon(code: str, state: State) -> CouponOut:
+    runtime: Runtime = state.runtime
+    async with runtime.db.read() as conn:
+        return await service.get_coupon(conn, code=_code(code), now=utcnow())
+
+
+@patch("/api/v1/coupons/{code:str}", guards=[admin_guard])
+async def update_coupon(code: str, data: CouponPatch, state: State) -> CouponOut:
+    """Change a coupon; validation in every process sees the change at once."""
+    runtime: Runtime = state.runtime
+    async with runtime.db.write() as conn:
+        coupon = await service.update_coupon(conn, code=_code(code), patch=data, now=utcnow())
+    await runtime.coupon_index.announce(coupon.code)
+    return coupon
+
+
+@get("/api/v1/coupons/{code:str}/stats", guards=[admin_guard])
+async def coupon_stats(code: str, state: State) -> CouponStats:
+    """Validation attempts (all time and last 24 h), outcomes by reason, server latency."""
+    runtime: Runtime = state.runtime
+    async with runtime.db.read() as conn:
+        return await service.coupon_stats(conn, code=_code(code), now=utcnow())
+
+
+@get("/api/v1/validation-logs", guards=[admin_guard])
+async def list_validation_logs(
+    state: State,
+    code: str | None = None,
+    user_id: str | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+) -> ValidationLogPage:
+    """Validation attempts, newest first, filtered by code and/or user."""
+    runtime: Runtime = state.runtime
+    if user_id is not None and not _ID_RE.match(user_id):
+        raise InvalidInput("user_id must be 1-64 letters, digits or _.:@-", field="user_id")
+    async with runtime.db.read() as conn:
+        rows = await repository.list_validation_logs(
+            conn,
+            code=None if code is None else _code(code),
+            user_id=user_id,
+            before_id=decode_cursor(cursor),
+            limit=limit + 1,
+        )
+    items, next_cursor = page_of(
+        [
+        ValidationLogOut(
+            id=row["id"],
+            code=row["code"],
+            user_id=row["user_id"],
+            order_total=format_cents(row["order_total_cents"]),
+            valid=row["valid"],
+            reason=row["reason"],
+            discount=format_cents(row["discount_cents"]),
+            latency_us=row["latency_us"],
+            created_at=from_db(row["created_at"]) or row["created_at"],
+        )
+        for row in rows
+        ],
+        limit=limit,
+    )
+    return ValidationLogPage(items=items, next_cursor=next_cursor)
+
+
+router = Router(
+    path="/",
+    route_handlers=[
+        validate_coupon,
+        redeem_coupon,
+        create_coupon,
+        list_coupons,
+        get_coupon,
+        update_coupon,
+        coupon_stats,
+        list_validation_logs,
+    ],
+    tags=["coupons"],
+    security=[{"bearer": []}],
+)

@@ -1,0 +1,91 @@
+"""Background work of the coupons domain: the asynchronous, batched validation log."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+
+from peakshop.config import Settings
+from peakshop.coupons import repository
+from peakshop.db import Database
+from peakshop.kit.batch_writer import BatchWriter
+
+
+class ValidationLogRecord(msgspec.Struct, frozen=True):
+    code: str
+    user_id: str
+    order_total_cents: int
+    valid: bool
+    reason: str | None
+    discount_cents: int
+    latency_us: int
+    created_at: datetime
+
+
+_encoder = msgspec.json.Encoder()
+_line_decoder = msgspec.json.Decoder(ValidationLogRecord)
+
+
+def build_validation_log(settings: Settings, db: Database) -> BatchWriter[ValidationLogRecord]:
+    dead_letter_path = Path(settings.validation_log_dead_letter_path)
+
+    async def write(batch: list[ValidationLogRecord]) -> None:
+        await insert_records(db, batch)
+
+    async def dead_letter(batch: list[ValidationLogRecord]) -> None:
+        await asyncio.to_thread(append_dead_letters, dead_letter_path, batch)
+
+    return BatchWriter(
+        name="validation_log",
+        write=write,
+        dead_letter=dead_letter,
+        batch_size=settings.validation_log_batch_size,
+        flush_interval=settings.validation_log_flush_interval,
+        max_buffer=settings.validation_log_max_buffer,
+        attempts=settings.validation_log_flush_attempts,
+        retry_base_delay=settings.validation_log_retry_base_delay,
+    )
+
+
+async def insert_records(db: Database, batch: list[ValidationLogRecord]) -> None:
+    rows = [msgspec.structs.asdict(record) for record in batch]
+    async with db.write() as conn:
+        await repository.insert_validation_logs(conn, rows)
+
+
+def append_dead_letters(path: Path, batch: list[ValidationLogRecord]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as file:
+        file.write(b"".join(_encoder.encode(record) + b"\n" for record in batch))
+        file.flush()
+        os.fsync(file.fileno())
+
+
+async def replay_dead_letters(db: Database, path: Path, *, batch_size: int = 1_000) -> int:
+    """Re-insert a dead-letter file in one transaction, then remove it; returns the count.
+
+    The file is renamed first, so records dead-lettered during the replay go to a fresh file;
+    the renamed file is deleted only after the transaction has committed, so a failed replay
+    can simply be run again without inserting anything twice.
+    """
+    claimed = path.with_name(path.name + ".replaying")
+    replayed = 0
+    for _ in range(2):  # a claim left by an interrupted replay first, then the current file
+        if not claimed.exists():
+            if not path.exists():
+                break
+            path.rename(claimed)
+        records = [_line_decoder.decode(line) for line in claimed.read_bytes().splitlines() if line]
+        async with db.write() as conn:
+            for start in range(0, len(records), batch_size):
+                chunk = records[start : start + batch_size]
+                await repository.insert_validation_logs(
+                    conn, [msgspec.structs.asdict(record) for record in chunk]
+                )
+        claimed.unlink()
+        replayed += len(records)
+    return replayed

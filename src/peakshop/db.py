@@ -1,0 +1,110 @@
+"""Engines and transaction helpers.
+
+The request (or job) owns the transaction: routes open ``db.write()`` or ``db.read()``
+and pass the connection to services, which never commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from peakshop.config import Settings
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _configure_sqlite(engine: AsyncEngine, *, begin: str, busy_timeout_ms: int) -> None:
+    # pysqlite's own transaction handling emits a deferred BEGIN lazily; take it over so that
+    # write transactions start with BEGIN IMMEDIATE (they take the write lock up front and
+    # never fail with "database is locked" on upgrade from a read lock).
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+
+class Database:
+    """One engine for writes and one for reads (the same one on PostgreSQL)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.url = settings.database_url
+        self.is_sqlite = settings.is_sqlite
+        if self.is_sqlite:
+            # SQLite has one writer at a time: a single pooled write connection queues writers
+            # inside the process instead of spinning on the busy timeout.
+            self.write_engine = create_async_engine(self.url, pool_size=1, max_overflow=0)
+            self.read_engine = create_async_engine(self.url, pool_size=4, max_overflow=4)
+            _configure_sqlite(
+                self.write_engine,
+                begin="BEGIN IMMEDIATE",
+                busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            )
+            _configure_sqlite(
+                self.read_engine, begin="BEGIN", busy_timeout_ms=settings.sqlite_busy_timeout_ms
+            )
+        else:
+            self.write_engine = create_async_engine(
+                self.url,
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_pool_size,
+                pool_pre_ping=True,
+            )
+            self.read_engine = self.write_engine
+
+    @property
+    def dialect(self) -> str:
+        return make_url(self.url).get_backend_name()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction: committed when the block ends, rolled back on error."""
+        async with self.write_engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction (rolled back at the end)."""
+        async with self.read_engine.connect() as conn:
+            yield conn
+
+    async def ping(self) -> bool:
+        try:
+            async with self.read() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    async def dispose(self) -> None:
+        await self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            await self.read_engine.dispose()
+
+
+def sync_url(url: str) -> str:
+    """The URL of the same database for a blocking driver (used by seeding's bulk paths)."""
+    return url.replace("sqlite+aiosqlite", "sqlite").replace("postgresql+asyncpg", "postgresql")

@@ -1,0 +1,98 @@
+"""The running pieces of one process (database, hot state, coupon index, validation log) and
+their start-up and shutdown order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import msgspec
+import structlog
+
+from peakshop import migrate
+from peakshop.config import Settings
+from peakshop.coupons import repository as coupon_repository
+from peakshop.coupons.index import CouponIndex
+from peakshop.coupons.tasks import ValidationLogRecord, build_validation_log
+from peakshop.db import Database
+from peakshop.kit.batch_writer import BatchWriter
+from peakshop.monitoring import metrics
+from peakshop.state import HotState, build_state
+
+log = structlog.get_logger(__name__)
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings)
+        self.state: HotState = build_state(settings)
+        self.coupon_index = CouponIndex(
+            db=self.db,
+            broadcast=self.state.broadcast,
+            refresh_seconds=settings.coupon_index_refresh_seconds,
+        )
+        self.validation_log: BatchWriter[ValidationLogRecord] = build_validation_log(
+            settings, self.db
+        )
+        self.started_at = time.monotonic()
+        self._metrics_task: asyncio.Task[None] | None = None
+        self._reported = (0, 0, 0, 0)
+
+    async def start(self) -> None:
+        if self.settings.should_migrate_on_start:
+            await migrate.upgrade_async(self.settings)
+        await self.coupon_index.start()  # subscribes before the broadcast connects
+        await self.state.start()
+        if not await self.state.counters.is_loaded():
+            await self.load_usage_counters()
+        self.validation_log.start()
+        self._metrics_task = asyncio.create_task(self._sync_metrics(), name="metrics-sync")
+        log.info("peakshop_started", mode=self.settings.mode.value, coupons=len(self.coupon_index))
+
+    async def load_usage_counters(self) -> None:
+        """Rebuild the hot usage counters from the system of record."""
+        async with self.db.read() as conn:
+            totals = await coupon_repository.usage_totals(conn)
+            per_user = await coupon_repository.per_user_usage(conn)
+        await self.state.counters.load(totals=totals, per_user=per_user)
+
+    async def stop(self) -> None:
+        """Graceful shutdown: the server has stopped accepting and drained requests by now."""
+        if self._metrics_task is not None:
+            self._metrics_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._metrics_task
+        await self.validation_log.close()
+        self.sync_metrics()
+        await self.coupon_index.close()
+        await self.state.close()
+        await self.db.dispose()
+        stats = self.validation_log.stats()
+        log.info("peakshop_stopped", **msgspec.structs.asdict(stats))
+
+    def uptime(self) -> float:
+        return time.monotonic() - self.started_at
+
+    def sync_metrics(self) -> None:
+        """Copy the validation log's counters into Prometheus (works in multiprocess mode,
+        unlike a scrape-time collector)."""
+        stats = self.validation_log.stats()
+        metrics.VALIDATION_LOG_QUEUE.set(stats.pending)
+        current = (stats.written, stats.dropped, stats.dead_lettered, stats.flush_failures)
+        written, dropped, dead, failures = (now - before for now, before in zip(current, self._reported, strict=True))
+        if written:
+            metrics.VALIDATION_LOG_RECORDS.labels("written").inc(written)
+        if dropped:
+            metrics.VALIDATION_LOG_RECORDS.labels("dropped").inc(dropped)
+        if dead:
+            metrics.VALIDATION_LOG_RECORDS.labels("dead_lettered").inc(dead)
+        if failures:
+            metrics.VALIDATION_LOG_FLUSH_FAILURES.inc(failures)
+        self._reported = current
+
+    async def _sync_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.sync_metrics()

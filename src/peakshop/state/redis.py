@@ -1,0 +1,160 @@
+"""Redis implementations of the ports (scaled mode: state shared by every API process).
+
+Every key of one coupon shares a hash tag (``{cpn:ID}``) so the layout works on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Iterable
+
+import structlog
+from redis import asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from peakshop.state.ports import MessageHandler, ResyncHandler
+
+log = structlog.get_logger(__name__)
+
+PREFIX = "peakshop:"
+TOTAL_FIELD = "__total__"  # user ids never contain underscores at both ends like this
+LOADED_KEY = PREFIX + "coupons:counters-loaded"
+
+
+def _coupon_key(coupon_id: int) -> str:
+    return f"{PREFIX}{{cpn:{coupon_id}}}:usage"
+
+
+class RedisUsageCounters:
+    """One hash per coupon: the total under ``__total__`` and one field per user, so the hot
+    path reads both with a single HMGET."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+
+    async def get(self, coupon_id: int, user_id: str) -> tuple[int, int]:
+        total, mine = await self._client.hmget(_coupon_key(coupon_id), [TOTAL_FIELD, user_id])
+        return int(total or 0), int(mine or 0)
+
+    async def record(self, coupon_id: int, user_id: str) -> None:
+        key = _coupon_key(coupon_id)
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hincrby(key, TOTAL_FIELD, 1)
+            pipe.hincrby(key, user_id, 1)
+            await pipe.execute()
+
+    async def load(
+        self, *, totals: dict[int, int], per_user: Iterable[tuple[int, str, int]]
+    ) -> None:
+        grouped: dict[int, dict[str, int]] = defaultdict(dict)
+        for coupon_id, total in totals.items():
+            grouped[coupon_id][TOTAL_FIELD] = total
+        for coupon_id, user_id, count in per_user:
+            grouped[coupon_id][user_id] = count
+        existing = [key async for key in self._client.scan_iter(match=f"{PREFIX}{{cpn:*}}:usage")]
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key in existing:
+                pipe.delete(key)
+            for coupon_id, fields in grouped.items():
+                pipe.hset(_coupon_key(coupon_id), mapping=fields)  # type: ignore[arg-type]
+            pipe.set(LOADED_KEY, "1")
+            await pipe.execute()
+
+    async def is_loaded(self) -> bool:
+        return bool(await self._client.exists(LOADED_KEY))
+
+
+class RedisBroadcast:
+    """Redis pub/sub with automatic reconnection; after each (re)subscription the resync
+    handlers run, because messages published while disconnected are lost."""
+
+    def __init__(self, url: str, client: aioredis.Redis) -> None:
+        self._url = url
+        self._client = client
+        self._handlers: dict[str, list[MessageHandler]] = defaultdict(list)
+        self._resyncs: list[ResyncHandler] = []
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def publish(self, channel: str, message: str) -> None:
+        await self._client.publish(PREFIX + channel, message)
+
+    def subscribe(
+        self, channel: str, handler: MessageHandler, *, on_resync: ResyncHandler | None = None
+    ) -> None:
+        self._handlers[PREFIX + channel].append(handler)
+        if on_resync is not None:
+            self._resyncs.append(on_resync)
+
+    async def start(self) -> None:
+        if self._handlers and self._task is None:
+            self._task = asyncio.create_task(self._listen(), name="redis-broadcast")
+            # Wait (briefly) for the first subscription so that no change is missed after start.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._subscribed.wait(), timeout=5)
+
+    async def _listen(self) -> None:
+        delay = 0.1
+        first = True
+        while True:
+            # A dedicated connection without a read timeout: pub/sub connections sit idle.
+            subscriber = aioredis.Redis.from_url(self._url, decode_responses=True)
+            pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*self._handlers)
+                if not first:
+                    for resync in self._resyncs:
+                        await resync()
+                first = False
+                delay = 0.1
+                self._subscribed.set()
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    for handler in self._handlers.get(message["channel"], ()):
+                        try:
+                            await handler(message["data"])
+                        except Exception:
+                            log.exception("broadcast_handler_failed", channel=message["channel"])
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning("redis_pubsub_reconnecting", error=str(exc), delay=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                with contextlib.suppress(Exception):
+                    await subscriber.aclose()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+class RedisState:
+    def __init__(self, url: str) -> None:
+        self.client = aioredis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+        self.counters = RedisUsageCounters(self.client)
+        self.broadcast = RedisBroadcast(url, self.client)
+
+    async def start(self) -> None:
+        await self.broadcast.start()
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        await self.broadcast.close()
+        await self.client.aclose()

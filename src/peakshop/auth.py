@@ -20,7 +20,9 @@ class Tokens:
     def check(self, header: bytes | None, *, admin_only: bool) -> None:
         """Raise Unauthorized (no or malformed token) or Forbidden (a token without the right)."""
         if not header or not header.startswith(b"Bearer "):
-            raise Unauthorized("missing bearer token in the Authorization header", field="authorization")
+            raise Unauthorized(
+                "missing bearer token in the Authorization header", field="authorization"
+            )
         if hmac.compare_digest(header, self.admin):
             return
         if hmac.compare_digest(header, self.service):

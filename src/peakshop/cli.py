@@ -12,7 +12,9 @@ import typer
 
 from peakshop.config import Mode, SettingsError, load_settings
 
-app = typer.Typer(help="peakshop: an e-commerce backend built for peak traffic.", no_args_is_help=True)
+app = typer.Typer(
+    help="peakshop: an e-commerce backend built for peak traffic.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 logs_app = typer.Typer(help="Validation log maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")

@@ -10,8 +10,8 @@ from typing import Any
 import msgspec
 
 ENV_PREFIX = "PEAKSHOP_"
-DEV_ADMIN_TOKEN = "dev-admin-token"  # noqa: S105 - development default, refused elsewhere
-DEV_SERVICE_TOKEN = "dev-service-token"  # noqa: S105
+DEV_ADMIN_TOKEN = "dev-admin-token"
+DEV_SERVICE_TOKEN = "dev-service-token"
 MIN_TOKEN_LENGTH = 24
 
 
@@ -102,7 +102,9 @@ def _check(settings: Settings) -> None:
         raise SettingsError(
             "PEAKSHOP_DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
         )
-    if settings.redis_url and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+    if settings.redis_url and not settings.redis_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
         raise SettingsError("PEAKSHOP_REDIS_URL must be a redis://, rediss:// or unix:// URL")
     if settings.validation_log_batch_size < 1 or settings.validation_log_max_buffer < 1:
         raise SettingsError("validation log batch size and buffer must be positive")

@@ -81,7 +81,9 @@ class Runtime:
         stats = self.validation_log.stats()
         metrics.VALIDATION_LOG_QUEUE.set(stats.pending)
         current = (stats.written, stats.dropped, stats.dead_lettered, stats.flush_failures)
-        written, dropped, dead, failures = (now - before for now, before in zip(current, self._reported, strict=True))
+        written, dropped, dead, failures = (
+            now - before for now, before in zip(current, self._reported, strict=True)
+        )
         if written:
             metrics.VALIDATION_LOG_RECORDS.labels("written").inc(written)
         if dropped:

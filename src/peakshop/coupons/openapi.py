@@ -4,8 +4,8 @@ handler (the framework documents only ordinary handlers)."""
 from __future__ import annotations
 
 from litestar.openapi.spec import (
-    OpenAPIMediaType,
     OpenAPI,
+    OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
     Operation,
@@ -17,7 +17,10 @@ from litestar.openapi.spec import (
 from peakshop.coupons.schemas import CODE_PATTERN, ID_PATTERN, REASONS
 
 _AMOUNT = Schema(
-    one_of=[Schema(type=OpenAPIType.STRING, pattern=r"^\d+(\.\d{1,2})?$"), Schema(type=OpenAPIType.NUMBER)],
+    one_of=[
+        Schema(type=OpenAPIType.STRING, pattern=r"^\d+(\.\d{1,2})?$"),
+        Schema(type=OpenAPIType.NUMBER),
+    ],
     description="Amount with at most two decimals, 0 to 1,000,000,000",
     examples=["49.90"],
 )
@@ -29,7 +32,9 @@ _ERROR = Schema(
             properties={
                 "code": Schema(type=OpenAPIType.STRING),
                 "message": Schema(type=OpenAPIType.STRING),
-                "field": Schema(one_of=[Schema(type=OpenAPIType.STRING), Schema(type=OpenAPIType.NULL)]),
+                "field": Schema(
+                    one_of=[Schema(type=OpenAPIType.STRING), Schema(type=OpenAPIType.NULL)]
+                ),
             },
             required=["code", "message", "field"],
         )
@@ -49,7 +54,9 @@ def add_validate_operation(schema: OpenAPI) -> None:
         type=OpenAPIType.OBJECT,
         properties={
             "code": Schema(type=OpenAPIType.STRING, pattern=CODE_PATTERN, examples=["SUMMER-2026"]),
-            "user_id": Schema(type=OpenAPIType.STRING, pattern=ID_PATTERN, examples=["user_0000042"]),
+            "user_id": Schema(
+                type=OpenAPIType.STRING, pattern=ID_PATTERN, examples=["user_0000042"]
+            ),
             "order_total": _AMOUNT,
         },
         required=["code", "user_id", "order_total"],
@@ -63,7 +70,10 @@ def add_validate_operation(schema: OpenAPI) -> None:
             "discount": Schema(type=OpenAPIType.STRING, examples=["7.49"]),
             "final_total": Schema(type=OpenAPIType.STRING, examples=["42.41"]),
             "reason": Schema(
-                one_of=[Schema(type=OpenAPIType.STRING, enum=list(REASONS)), Schema(type=OpenAPIType.NULL)]
+                one_of=[
+                    Schema(type=OpenAPIType.STRING, enum=list(REASONS)),
+                    Schema(type=OpenAPIType.NULL),
+                ]
             ),
         },
         required=["valid", "code", "discount", "final_total", "reason"],

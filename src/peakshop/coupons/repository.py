@@ -33,7 +33,9 @@ async def usage_totals(conn: AsyncConnection) -> dict[int, int]:
 
 async def per_user_usage(conn: AsyncConnection) -> list[tuple[int, str, int]]:
     rows = await conn.execute(
-        sa.select(coupon_user_usage.c.coupon_id, coupon_user_usage.c.user_id, coupon_user_usage.c.count)
+        sa.select(
+            coupon_user_usage.c.coupon_id, coupon_user_usage.c.user_id, coupon_user_usage.c.count
+        )
     )
     return [(c, u, n) for c, u, n in rows]
 
@@ -43,7 +45,9 @@ async def insert_coupon(conn: AsyncConnection, values: dict[str, Any]) -> RowMap
     return result.mappings().one()
 
 
-async def update_coupon(conn: AsyncConnection, coupon_id: int, values: dict[str, Any]) -> RowMapping:
+async def update_coupon(
+    conn: AsyncConnection, coupon_id: int, values: dict[str, Any]
+) -> RowMapping:
     result = await conn.execute(
         sa.update(coupons).where(coupons.c.id == coupon_id).values(**values).returning(coupons)
     )
@@ -141,7 +145,7 @@ async def latency_percentile(
     """Nearest-rank percentile with ORDER BY/OFFSET: the same SQL on SQLite and PostgreSQL."""
     if count == 0:
         return None
-    rank = max(0, min(count - 1, int(round(fraction * count + 0.5)) - 1))
+    rank = max(0, min(count - 1, round(fraction * count + 0.5) - 1))
     query = (
         sa.select(validation_logs.c.latency_us)
         .where(validation_logs.c.code == code, validation_logs.c.created_at >= since)

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Router, asgi, get, patch, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Response
 from litestar.types import Receive, Scope, Send
 from sqlalchemy.exc import IntegrityError
@@ -129,7 +129,9 @@ async def validate_coupon(scope: Scope, receive: Receive, send: Send) -> None:
             now=time.time(),
         )
     except PeakshopError as exc:
-        status = {"method_not_allowed": 405, "payload_too_large": 413}.get(exc.code, exc.status_code)
+        status = {"method_not_allowed": 405, "payload_too_large": 413}.get(
+            exc.code, exc.status_code
+        )
         await _send_json(send, status, _encoder.encode(exc.to_body()))
         return
     body = _encoder.encode(
@@ -164,7 +166,9 @@ def _code(code: str) -> str:
 
 
 @post("/api/v1/coupons/{code:str}/redeem", guards=[service_guard], status_code=201)
-async def redeem_coupon(code: str, data: RedeemRequest, state: State) -> Response[Redemption]:
+async def redeem_coupon(
+    code: FromPath[str], data: JSONBody[RedeemRequest], state: State
+) -> Response[Redemption]:
     """Redeem a coupon for an order, atomically. A repeat of (code, order_id) returns the first
     redemption (header ``Idempotent-Replay: true``); a rejection is a 409 with the reason."""
     runtime: Runtime = state.runtime
@@ -199,7 +203,7 @@ async def redeem_coupon(code: str, data: RedeemRequest, state: State) -> Respons
 
 
 @post("/api/v1/coupons", guards=[admin_guard], status_code=201)
-async def create_coupon(data: CouponCreate, state: State) -> CouponOut:
+async def create_coupon(data: JSONBody[CouponCreate], state: State) -> CouponOut:
     runtime: Runtime = state.runtime
     async with runtime.db.write() as conn:
         coupon = await service.create_coupon(conn, data=data, now=utcnow())
@@ -210,12 +214,12 @@ async def create_coupon(data: CouponCreate, state: State) -> CouponOut:
 @get("/api/v1/coupons", guards=[admin_guard])
 async def list_coupons(
     state: State,
-    status: Literal["active", "inactive", "expired"] | None = None,
+    status: FromQuery[Literal["active", "inactive", "expired"] | None] = None,
     coupon_type: Annotated[
-        Literal["user_specific", "time_window"] | None, Parameter(query="type")
+        Literal["user_specific", "time_window"] | None, QueryParameter(name="type")
     ] = None,
-    cursor: str | None = None,
-    limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: FromQuery[str | None] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> CouponPage:
     """Coupons, newest first, with an opaque cursor (``next_cursor``)."""
     runtime: Runtime = state.runtime
@@ -234,14 +238,16 @@ async def list_coupons(
 
 
 @get("/api/v1/coupons/{code:str}", guards=[admin_guard])
-async def get_coupon(code: str, state: State) -> CouponOut:
+async def get_coupon(code: FromPath[str], state: State) -> CouponOut:
     runtime: Runtime = state.runtime
     async with runtime.db.read() as conn:
         return await service.get_coupon(conn, code=_code(code), now=utcnow())
 
 
 @patch("/api/v1/coupons/{code:str}", guards=[admin_guard])
-async def update_coupon(code: str, data: CouponPatch, state: State) -> CouponOut:
+async def update_coupon(
+    code: FromPath[str], data: JSONBody[CouponPatch], state: State
+) -> CouponOut:
     """Change a coupon; validation in every process sees the change at once."""
     runtime: Runtime = state.runtime
     async with runtime.db.write() as conn:
@@ -251,7 +257,7 @@ async def update_coupon(code: str, data: CouponPatch, state: State) -> CouponOut
 
 
 @get("/api/v1/coupons/{code:str}/stats", guards=[admin_guard])
-async def coupon_stats(code: str, state: State) -> CouponStats:
+async def coupon_stats(code: FromPath[str], state: State) -> CouponStats:
     """Validation attempts (all time and last 24 h), outcomes by reason, server latency."""
     runtime: Runtime = state.runtime
     async with runtime.db.read() as conn:
@@ -261,10 +267,10 @@ async def coupon_stats(code: str, state: State) -> CouponStats:
 @get("/api/v1/validation-logs", guards=[admin_guard])
 async def list_validation_logs(
     state: State,
-    code: str | None = None,
-    user_id: str | None = None,
-    cursor: str | None = None,
-    limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    code: FromQuery[str | None] = None,
+    user_id: FromQuery[str | None] = None,
+    cursor: FromQuery[str | None] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> ValidationLogPage:
     """Validation attempts, newest first, filtered by code and/or user."""
     runtime: Runtime = state.runtime
@@ -280,18 +286,18 @@ async def list_validation_logs(
         )
     items, next_cursor = page_of(
         [
-        ValidationLogOut(
-            id=row["id"],
-            code=row["code"],
-            user_id=row["user_id"],
-            order_total=format_cents(row["order_total_cents"]),
-            valid=row["valid"],
-            reason=row["reason"],
-            discount=format_cents(row["discount_cents"]),
-            latency_us=row["latency_us"],
-            created_at=from_db(row["created_at"]) or row["created_at"],
-        )
-        for row in rows
+            ValidationLogOut(
+                id=row["id"],
+                code=row["code"],
+                user_id=row["user_id"],
+                order_total=format_cents(row["order_total_cents"]),
+                valid=row["valid"],
+                reason=row["reason"],
+                discount=format_cents(row["discount_cents"]),
+                latency_us=row["latency_us"],
+                created_at=from_db(row["created_at"]) or row["created_at"],
+            )
+            for row in rows
         ],
         limit=limit,
     )

@@ -65,7 +65,9 @@ def discount_for(rule: CouponRule, order_total_cents: int) -> int:
     return min(discount, order_total_cents)
 
 
-def check_static(rule: CouponRule, *, user_id: str, order_total_cents: int, now: float) -> str | None:
+def check_static(
+    rule: CouponRule, *, user_id: str, order_total_cents: int, now: float
+) -> str | None:
     """Every rule that needs no usage count, in the order the reasons are reported."""
     if not rule.active:
         return "inactive"
@@ -88,7 +90,9 @@ def check_usage(rule: CouponRule, *, used_total: int, used_by_user: int) -> str 
     return None
 
 
-def coupon_state(*, status: str, starts_at: datetime | None, ends_at: datetime | None, now: float) -> str:
+def coupon_state(
+    *, status: str, starts_at: datetime | None, ends_at: datetime | None, now: float
+) -> str:
     if status != "active":
         return "inactive"
     start, end = to_epoch(starts_at), to_epoch(ends_at)

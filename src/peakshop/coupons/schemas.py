@@ -94,13 +94,13 @@ class CouponPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     status: CouponStatus | msgspec.UnsetType = msgspec.UNSET
     discount_type: DiscountType | msgspec.UnsetType = msgspec.UNSET
     discount_value: Amount | msgspec.UnsetType = msgspec.UNSET
-    max_discount: Amount | None | msgspec.UnsetType = msgspec.UNSET
+    max_discount: Amount | msgspec.UnsetType | None = msgspec.UNSET
     min_order_total: Amount | msgspec.UnsetType = msgspec.UNSET
-    starts_at: datetime | None | msgspec.UnsetType = msgspec.UNSET
-    ends_at: datetime | None | msgspec.UnsetType = msgspec.UNSET
-    user_id: UserId | None | msgspec.UnsetType = msgspec.UNSET
-    usage_limit: Limit | None | msgspec.UnsetType = msgspec.UNSET
-    per_user_limit: Limit | None | msgspec.UnsetType = msgspec.UNSET
+    starts_at: datetime | msgspec.UnsetType | None = msgspec.UNSET
+    ends_at: datetime | msgspec.UnsetType | None = msgspec.UNSET
+    user_id: UserId | msgspec.UnsetType | None = msgspec.UNSET
+    usage_limit: Limit | msgspec.UnsetType | None = msgspec.UNSET
+    per_user_limit: Limit | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class CouponOut(msgspec.Struct):

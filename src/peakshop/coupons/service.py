@@ -159,7 +159,9 @@ def _aware(value: datetime | None) -> datetime | None:
 def _discount_value(discount_type: str, value: Decimal) -> int:
     if discount_type == "percent":
         if not Decimal(0) < value <= Decimal(100):
-            raise InvalidInput("a percent discount must be above 0 and at most 100", field="discount_value")
+            raise InvalidInput(
+                "a percent discount must be above 0 and at most 100", field="discount_value"
+            )
         try:
             return parse_cents(value, field="discount_value")  # percent * 100 = basis points
         except ValueError as exc:
@@ -195,7 +197,9 @@ def _coupon_values(spec: dict[str, Any]) -> dict[str, Any]:
         "status": spec["status"],
         "discount_type": spec["discount_type"],
         "discount_value": _discount_value(spec["discount_type"], spec["discount_value"]),
-        "max_discount_cents": None if max_discount is None else _cents(max_discount, "max_discount"),
+        "max_discount_cents": None
+        if max_discount is None
+        else _cents(max_discount, "max_discount"),
         "min_order_total_cents": _cents(spec["min_order_total"], "min_order_total"),
         "starts_at": starts_at,
         "ends_at": ends_at,
@@ -271,7 +275,10 @@ def coupon_out(row: RowMapping, *, now: datetime) -> CouponOut:
         type=row["type"],
         status=row["status"],
         state=coupon_state(
-            status=row["status"], starts_at=row["starts_at"], ends_at=row["ends_at"], now=now.timestamp()
+            status=row["status"],
+            starts_at=row["starts_at"],
+            ends_at=row["ends_at"],
+            now=now.timestamp(),
         ),
         discount_type=row["discount_type"],
         # Basis points and cents share the two-decimal rendering: 1550 -> "15.50".
@@ -301,7 +308,9 @@ def _outcomes(rows: list[tuple[str | None, bool, int]]) -> OutcomeCounts:
         else:
             invalid += count
             by_reason[reason or "unknown"] = by_reason.get(reason or "unknown", 0) + count
-    return OutcomeCounts(attempts=valid + invalid, valid=valid, invalid=invalid, by_reason=by_reason)
+    return OutcomeCounts(
+        attempts=valid + invalid, valid=valid, invalid=invalid, by_reason=by_reason
+    )
 
 
 async def coupon_stats(conn: AsyncConnection, *, code: str, now: datetime) -> CouponStats:
@@ -320,4 +329,3 @@ async def coupon_stats(conn: AsyncConnection, *, code: str, now: datetime) -> Co
         last_24h=recent,
         latency_last_24h=LatencySummary(p50_us=p50, p95_us=p95),
     )
-

@@ -65,6 +65,14 @@ def append_dead_letters(path: Path, batch: list[ValidationLogRecord]) -> None:
         os.fsync(file.fileno())
 
 
+def _claim(path: Path, claimed: Path) -> list[ValidationLogRecord] | None:
+    if not claimed.exists():
+        if not path.exists():
+            return None
+        path.rename(claimed)
+    return [_line_decoder.decode(line) for line in claimed.read_bytes().splitlines() if line]
+
+
 async def replay_dead_letters(db: Database, path: Path, *, batch_size: int = 1_000) -> int:
     """Re-insert a dead-letter file in one transaction, then remove it; returns the count.
 
@@ -75,17 +83,15 @@ async def replay_dead_letters(db: Database, path: Path, *, batch_size: int = 1_0
     claimed = path.with_name(path.name + ".replaying")
     replayed = 0
     for _ in range(2):  # a claim left by an interrupted replay first, then the current file
-        if not claimed.exists():
-            if not path.exists():
-                break
-            path.rename(claimed)
-        records = [_line_decoder.decode(line) for line in claimed.read_bytes().splitlines() if line]
+        records = await asyncio.to_thread(_claim, path, claimed)
+        if records is None:
+            break
         async with db.write() as conn:
             for start in range(0, len(records), batch_size):
                 chunk = records[start : start + batch_size]
                 await repository.insert_validation_logs(
                     conn, [msgspec.structs.asdict(record) for record in chunk]
                 )
-        claimed.unlink()
+        await asyncio.to_thread(claimed.unlink)
         replayed += len(records)
     return replayed

@@ -133,7 +133,7 @@ class BatchWriter(Generic[T]):
                 )
                 if attempt < self.attempts:
                     delay = self.retry_base_delay * 2 ** (attempt - 1)
-                    await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
+                    await asyncio.sleep(delay * (0.5 + random.random()))
                 continue
             self.written += len(batch)
             return

@@ -12,7 +12,6 @@ import msgspec
 from peakshop.errors import InvalidInput
 
 
-
 class HasId(Protocol):
     @property
     def id(self) -> int: ...

@@ -37,7 +37,8 @@ class Runtime:
             settings, self.db
         )
         self.started_at = time.monotonic()
-        self._metrics_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._counters_stale = False
         self._reported = (0, 0, 0, 0)
 
     async def start(self) -> None:
@@ -48,7 +49,10 @@ class Runtime:
         if not await self.state.counters.is_loaded():
             await self.load_usage_counters()
         self.validation_log.start()
-        self._metrics_task = asyncio.create_task(self._sync_metrics(), name="metrics-sync")
+        self._tasks = [
+            asyncio.create_task(self._sync_metrics(), name="metrics-sync"),
+            asyncio.create_task(self._reconcile_counters(), name="usage-counters-reconcile"),
+        ]
         log.info("peakshop_started", mode=self.settings.mode.value, coupons=len(self.coupon_index))
 
     async def load_usage_counters(self) -> None:
@@ -60,10 +64,10 @@ class Runtime:
 
     async def stop(self) -> None:
         """Graceful shutdown: the server has stopped accepting and drained requests by now."""
-        if self._metrics_task is not None:
-            self._metrics_task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._metrics_task
+                await task
         await self.validation_log.close()
         self.sync_metrics()
         await self.coupon_index.close()
@@ -71,6 +75,28 @@ class Runtime:
         await self.db.dispose()
         stats = self.validation_log.stats()
         log.info("peakshop_stopped", **msgspec.structs.asdict(stats))
+
+    async def record_coupon_use(self, coupon_id: int, user_id: str) -> None:
+        """Update the hot counters after a committed redemption. The redemption stands even
+        if this fails (the database is the system of record); the counters are then rebuilt."""
+        try:
+            await self.state.counters.record(coupon_id, user_id)
+        except Exception:
+            log.exception("usage_counter_update_failed", coupon_id=coupon_id)
+            self._counters_stale = True
+
+    async def _reconcile_counters(self) -> None:
+        """Rebuild the hot counters when they are known to be stale or were lost (a Redis
+        restart empties them); checked every ``coupon_index_refresh_seconds``."""
+        while True:
+            await asyncio.sleep(self.settings.coupon_index_refresh_seconds)
+            try:
+                if self._counters_stale or not await self.state.counters.is_loaded():
+                    await self.load_usage_counters()
+                    self._counters_stale = False
+                    log.warning("usage_counters_rebuilt")
+            except Exception:
+                log.exception("usage_counter_reconcile_failed")
 
     def uptime(self) -> float:
         return time.monotonic() - self.started_at

@@ -42,7 +42,8 @@ async def per_user_usage(conn: AsyncConnection) -> list[tuple[int, str, int]]:
 
 async def insert_coupon(conn: AsyncConnection, values: dict[str, Any]) -> RowMapping:
     result = await conn.execute(sa.insert(coupons).values(**values).returning(coupons))
-    return result.mappings().one()
+    row: RowMapping = result.mappings().one()
+    return row
 
 
 async def update_coupon(
@@ -51,7 +52,8 @@ async def update_coupon(
     result = await conn.execute(
         sa.update(coupons).where(coupons.c.id == coupon_id).values(**values).returning(coupons)
     )
-    return result.mappings().one()
+    row: RowMapping = result.mappings().one()
+    return row
 
 
 async def list_coupons(
@@ -105,21 +107,28 @@ async def take_user_use(
     conn: AsyncConnection, coupon_id: int, user_id: str, per_user_limit: int | None
 ) -> bool:
     """One conditional upsert on the (coupon, user) counter row: no row back means the cap held."""
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(coupon_user_usage).values(coupon_id=coupon_id, user_id=user_id, count=1)
-    statement = statement.on_conflict_do_update(
-        index_elements=[coupon_user_usage.c.coupon_id, coupon_user_usage.c.user_id],
-        set_={"count": coupon_user_usage.c.count + 1},
-        where=(coupon_user_usage.c.count < per_user_limit) if per_user_limit is not None else None,
-    ).returning(coupon_user_usage.c.count)
     if per_user_limit is not None and per_user_limit < 1:
         return False
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(coupon_user_usage)
+        .values(coupon_id=coupon_id, user_id=user_id, count=1)
+        .on_conflict_do_update(
+            index_elements=[coupon_user_usage.c.coupon_id, coupon_user_usage.c.user_id],
+            set_={"count": coupon_user_usage.c.count + 1},
+            where=(coupon_user_usage.c.count < per_user_limit)
+            if per_user_limit is not None
+            else None,
+        )
+        .returning(coupon_user_usage.c.count)
+    )
     return (await conn.execute(statement)).first() is not None
 
 
 async def insert_usage(conn: AsyncConnection, values: dict[str, Any]) -> RowMapping:
     result = await conn.execute(sa.insert(coupon_usage).values(**values).returning(coupon_usage))
-    return result.mappings().one()
+    row: RowMapping = result.mappings().one()
+    return row
 
 
 async def insert_validation_logs(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:

@@ -16,7 +16,7 @@ from litestar import Router, asgi, get, patch, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Response
-from litestar.types import Receive, Scope, Send
+from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 from sqlalchemy.exc import IntegrityError
 
 from peakshop.auth import admin_guard, service_guard
@@ -64,14 +64,14 @@ def decode_error_field_text(message: str) -> str | None:
 
 
 async def _send_json(send: Send, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+    }
+    await send(start)
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(end)
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -79,9 +79,9 @@ async def _read_body(receive: Receive) -> bytes:
     size = 0
     while True:
         message = await receive()
-        if message["type"] == "http.disconnect":
+        if message["type"] != "http.request":
             raise InvalidInput("client disconnected")
-        chunk = message.get("body", b"")
+        chunk = message["body"]
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             raise PeakshopError(
@@ -111,7 +111,7 @@ async def validate_coupon(scope: Scope, receive: Receive, send: Send) -> None:
     started = time.perf_counter_ns()
     runtime: Runtime = scope["litestar_app"].state.runtime
     try:
-        if scope["method"] != "POST":
+        if scope.get("method") != "POST":
             raise PeakshopError("use POST", code="method_not_allowed")
         scope["litestar_app"].state.tokens.check(_authorization(scope), admin_only=False)
         try:
@@ -196,7 +196,7 @@ async def redeem_coupon(
         raise
     created = new_use_of is not None
     if new_use_of is not None:
-        await runtime.state.counters.record(new_use_of, data.user_id)
+        await runtime.record_coupon_use(new_use_of, data.user_id)
     metrics.COUPON_REDEMPTIONS.labels("created" if created else "replayed").inc()
     headers = {} if created else {"Idempotent-Replay": "true"}
     return Response(redemption, status_code=201, headers=headers)

@@ -6,11 +6,10 @@ two can never disagree on a rule.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 import msgspec
+from sqlalchemy.engine import RowMapping
 
 from peakshop.kit.clock import to_epoch
 from peakshop.kit.money import percent_of
@@ -36,7 +35,7 @@ class CouponRule(msgspec.Struct, frozen=True):
         return self.usage_limit is not None or self.per_user_limit is not None
 
 
-def rule_from_row(row: Mapping[str, Any]) -> CouponRule:
+def rule_from_row(row: RowMapping) -> CouponRule:
     return CouponRule(
         id=row["id"],
         code=row["code"],

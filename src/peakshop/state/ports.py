@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Protocol
 
 from peakshop.config import Settings
@@ -46,19 +45,17 @@ class Broadcast(Protocol):
 
 
 class HotState(Protocol):
-    counters: UsageCounters
-    broadcast: Broadcast
+    @property
+    def counters(self) -> UsageCounters: ...
+
+    @property
+    def broadcast(self) -> Broadcast: ...
 
     async def start(self) -> None: ...
 
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
-
-
-@dataclass
-class StateInfo:
-    mode: str
 
 
 def build_state(settings: Settings) -> HotState:

@@ -11,14 +11,13 @@ from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.prometheus import PrometheusConfig
 
 from peakshop.auth import Tokens
 from peakshop.config import Settings, load_settings
 from peakshop.coupons import routes as coupon_routes
 from peakshop.coupons.openapi import add_validate_operation
 from peakshop.errors import PeakshopError
-from peakshop.monitoring import metrics
+from peakshop.monitoring.middleware import http_metrics_middleware
 from peakshop.monitoring import routes as monitoring_routes
 from peakshop.monitoring.logs import configure_logging
 from peakshop.runtime import Runtime
@@ -85,15 +84,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[coupon_routes.router, monitoring_routes.router],
         lifespan=[lifespan],
         state=None,
-        middleware=[
-            PrometheusConfig(
-                app_name="peakshop",
-                prefix="peakshop",
-                group_path=True,
-                buckets=list(metrics.LATENCY_BUCKETS),
-                exclude=["^/metrics"],
-            ).middleware
-        ],
+        middleware=[http_metrics_middleware],
         exception_handlers={
             PeakshopError: _on_domain_error,
             ValidationException: _on_validation_error,

@@ -17,9 +17,9 @@ from peakshop.config import Settings, load_settings
 from peakshop.coupons import routes as coupon_routes
 from peakshop.coupons.openapi import add_validate_operation
 from peakshop.errors import PeakshopError
-from peakshop.monitoring.middleware import http_metrics_middleware
 from peakshop.monitoring import routes as monitoring_routes
 from peakshop.monitoring.logs import configure_logging
+from peakshop.monitoring.middleware import http_metrics_middleware
 from peakshop.runtime import Runtime
 
 log = structlog.get_logger(__name__)

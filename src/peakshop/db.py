@@ -104,7 +104,3 @@ class Database:
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()
 
-
-def sync_url(url: str) -> str:
-    """The URL of the same database for a blocking driver (used by seeding's bulk paths)."""
-    return url.replace("sqlite+aiosqlite", "sqlite").replace("postgresql+asyncpg", "postgresql")

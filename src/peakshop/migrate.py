@@ -7,6 +7,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine import make_url
 
 from peakshop.config import Settings
 
@@ -24,7 +25,7 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
     """Bring the schema up to date. Blocking: call it before the event loop starts, or
     through ``upgrade_async`` from inside one."""
     if settings.is_sqlite:
-        path = settings.database_url.split("///", 1)[-1]
+        path = make_url(settings.database_url).database
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(settings.database_url), revision)

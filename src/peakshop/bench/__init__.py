@@ -1,0 +1,1 @@
+"""Benchmark tooling: seeding of large data sets, the load generator, scenarios, reports."""

@@ -54,7 +54,16 @@ def _on_validation_error(_: Request, exc: ValidationException) -> Response[objec
     if field in (None, "data") and isinstance(message, str):
         # A body error: msgspec names the field inside its message.
         field = coupon_routes.decode_error_field_text(message) or field
+    if field == "data":  # the body as a whole (the framework's name for it), not a field
+        field = None
+        if message == "'data'":  # the framework's KeyError text for an empty body
+            message = "the request body must be a JSON object"
     return _error(400, "invalid_request", str(message), field)
+
+
+def _on_undecodable(_: Request, exc: UnicodeDecodeError) -> Response[object]:  # type: ignore[type-arg]
+    # msgspec raises this (not a DecodeError) for invalid UTF-8 inside a JSON string.
+    return _error(400, "invalid_request", "the request body is not valid UTF-8")
 
 
 def _on_http_error(_: Request, exc: HTTPException) -> Response[object]:  # type: ignore[type-arg]
@@ -88,6 +97,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers={
             PeakshopError: _on_domain_error,
             ValidationException: _on_validation_error,
+            UnicodeDecodeError: _on_undecodable,
             HTTPException: _on_http_error,
             Exception: _on_unexpected,
         },

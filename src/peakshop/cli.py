@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from peakshop.config import Mode, SettingsError, load_settings
+from peakshop.bench import cli as bench_cli
+from peakshop.config import Mode, Settings, SettingsError, load_settings
 
 app = typer.Typer(
     help="peakshop: an e-commerce backend built for peak traffic.", no_args_is_help=True
@@ -19,9 +20,10 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 logs_app = typer.Typer(help="Validation log maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(logs_app, name="logs")
+app.add_typer(bench_cli.app, name="bench", no_args_is_help=True)
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings() -> Settings:
     try:
         return load_settings()
     except SettingsError as exc:
@@ -98,6 +100,34 @@ def logs_replay(
 
     count = asyncio.run(run())
     typer.echo(f"replayed {count} validation log records from {path}")
+
+
+@app.command()
+def seed(
+    users: Annotated[int, typer.Option(min=0, help="Users to create.")] = 1_000_000,
+    coupons: Annotated[int, typer.Option(min=0, help="Coupons to create.")] = 5_000,
+    usage: Annotated[int, typer.Option(min=0, help="Usage records over active coupons.")] = 3_000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same data.")] = 42,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Delete existing users, coupons, usage and logs first.")
+    ] = False,
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="Do nothing if the database already holds data.")
+    ] = False,
+) -> None:
+    """Fill the database with a large realistic data set through its bulk path."""
+    from peakshop.bench.seed import run_command
+
+    code = run_command(
+        _settings(),
+        users=users,
+        coupons=coupons,
+        usage=usage,
+        seed=seed,
+        reset=reset,
+        if_empty=if_empty,
+    )
+    raise typer.Exit(code)
 
 
 def main() -> None:

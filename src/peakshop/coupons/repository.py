@@ -67,7 +67,8 @@ async def list_coupons(
 ) -> Sequence[RowMapping]:
     query = sa.select(coupons).order_by(coupons.c.id.desc()).limit(limit)
     if before_id is not None:
-        query = query.where(coupons.c.id < before_id)
+        # BIGINT: a cursor past the INTEGER range must compare, not fail to bind (PostgreSQL).
+        query = query.where(coupons.c.id < sa.literal(before_id, sa.BigInteger))
     if coupon_type is not None:
         query = query.where(coupons.c.type == coupon_type)
     not_ended = sa.or_(coupons.c.ends_at.is_(None), coupons.c.ends_at > now)

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from peakshop.auth import admin_guard, service_guard
 from peakshop.coupons import repository, service
+from peakshop.coupons.errors import CouponNotFound, RedemptionRejected
 from peakshop.coupons.schemas import (
     CODE_PATTERN,
     ID_PATTERN,
@@ -118,6 +119,8 @@ async def validate_coupon(scope: Scope, receive: Receive, send: Send) -> None:
             request = _validate_decoder.decode(await _read_body(receive))
         except msgspec.MsgspecError as exc:
             raise InvalidInput(str(exc), field=decode_error_field(exc)) from exc
+        except UnicodeDecodeError as exc:  # invalid UTF-8 inside a JSON string
+            raise InvalidInput("the request body is not valid UTF-8") from exc
         total = parse_amount(request.order_total, "order_total")
         code = request.code.upper()
         reason, discount = await service.validate(
@@ -165,6 +168,19 @@ def _code(code: str) -> str:
     return code.upper()
 
 
+_LIMITS = ("usage_limit_reached", "user_limit_reached")
+
+
+async def _committed_repeat(runtime: Runtime, code: str, data: RedeemRequest) -> Redemption | None:
+    try:
+        async with runtime.db.read() as conn:
+            return await service.find_redemption(
+                conn, code=code, user_id=data.user_id, order_id=data.order_id
+            )
+    except CouponNotFound:
+        return None
+
+
 @post("/api/v1/coupons/{code:str}/redeem", guards=[service_guard], status_code=201)
 async def redeem_coupon(
     code: FromPath[str], data: JSONBody[RedeemRequest], state: State
@@ -191,6 +207,14 @@ async def redeem_coupon(
                 conn, code=code, user_id=data.user_id, order_id=data.order_id
             )
         new_use_of = None
+    except RedemptionRejected as exc:
+        # Likewise when the concurrent request took the use that this one was refused for: its
+        # redemption had committed before the refusal (the limits queue on row locks).
+        repeat = await _committed_repeat(runtime, code, data) if exc.reason in _LIMITS else None
+        if repeat is None:
+            metrics.COUPON_REDEMPTIONS.labels(exc.code).inc()
+            raise
+        redemption, new_use_of = repeat, None
     except PeakshopError as exc:
         metrics.COUPON_REDEMPTIONS.labels(exc.code).inc()
         raise
@@ -215,9 +239,8 @@ async def create_coupon(data: JSONBody[CouponCreate], state: State) -> CouponOut
 async def list_coupons(
     state: State,
     status: FromQuery[Literal["active", "inactive", "expired"] | None] = None,
-    coupon_type: Annotated[
-        Literal["user_specific", "time_window"] | None, QueryParameter(name="type")
-    ] = None,
+    # Named as the query parameter itself, so that a validation error names "type".
+    type: Annotated[Literal["user_specific", "time_window"] | None, QueryParameter()] = None,
     cursor: FromQuery[str | None] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> CouponPage:
@@ -228,7 +251,7 @@ async def list_coupons(
         rows = await repository.list_coupons(
             conn,
             state=status,
-            coupon_type=coupon_type,
+            coupon_type=type,
             before_id=decode_cursor(cursor),
             limit=limit + 1,
             now=now,

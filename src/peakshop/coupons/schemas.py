@@ -8,8 +8,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{2,31}$"
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$"
+# (?!\n): Python's $ also matches before a trailing newline, so "ABC\n" would pass without it.
+CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{2,31}(?!\n)$"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}(?!\n)$"
 
 Code = Annotated[
     str,

@@ -158,7 +158,7 @@ def _aware(value: datetime | None) -> datetime | None:
 
 def _discount_value(discount_type: str, value: Decimal) -> int:
     if discount_type == "percent":
-        if not Decimal(0) < value <= Decimal(100):
+        if not value.is_finite() or not Decimal(0) < value <= Decimal(100):  # NaN can't compare
             raise InvalidInput(
                 "a percent discount must be above 0 and at most 100", field="discount_value"
             )
@@ -188,7 +188,10 @@ def _coupon_values(spec: dict[str, Any]) -> dict[str, Any]:
         if spec["user_id"]:
             raise InvalidInput("a time_window coupon has no owner", field="user_id")
         if starts_at is None or ends_at is None:
-            raise InvalidInput("a time_window coupon needs starts_at and ends_at", field="ends_at")
+            raise InvalidInput(
+                "a time_window coupon needs starts_at and ends_at",
+                field="starts_at" if starts_at is None else "ends_at",
+            )
     if starts_at is not None and ends_at is not None and ends_at <= starts_at:
         raise InvalidInput("ends_at must be after starts_at", field="ends_at")
     max_discount = spec["max_discount"]

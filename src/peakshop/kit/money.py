@@ -19,6 +19,8 @@ def parse_cents(value: str | int | float | Decimal, *, field: str) -> int:
         raise ValueError(f"{field} must be a finite amount")
     if amount < 0:
         raise ValueError(f"{field} must not be negative")
+    if amount > Decimal(MAX_CENTS) / 100:  # before any arithmetic: 1e999999 * 100 overflows
+        raise ValueError(f"{field} must be at most {format_cents(MAX_CENTS)}")
     cents = amount * 100
     if cents != cents.to_integral_value():
         raise ValueError(f"{field} must have at most two decimal places")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
-from typing import Protocol, TypeVar
+from typing import Annotated, Protocol, TypeVar
 
 import msgspec
 
@@ -23,7 +23,8 @@ DEFAULT_LIMIT = 50
 
 
 class _Cursor(msgspec.Struct, array_like=True):
-    last_id: int
+    # A forged cursor must not reach the database as an id no integer column can hold.
+    last_id: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 
 
 def encode_cursor(last_id: int) -> str:

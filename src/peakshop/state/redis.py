@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 import structlog
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -140,8 +142,15 @@ class RedisBroadcast:
 
 class RedisState:
     def __init__(self, url: str) -> None:
+        # After a Redis restart every pooled connection is dead: retry once on a new one, or the
+        # first command on each fails (a 500 from validation, a lost broadcast). from_url sets no
+        # retry by default. Connection errors only: a command that timed out may have run.
         self.client = aioredis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=2.0, socket_connect_timeout=2.0
+            url,
+            decode_responses=True,
+            socket_timeout=2.0,
+            socket_connect_timeout=2.0,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         self.counters = RedisUsageCounters(self.client)
         self.broadcast = RedisBroadcast(url, self.client)

@@ -1,0 +1,84 @@
+"""The minimal app that peakshop's coupon validation is measured against.
+
+Litestar + msgspec with an ordinary ``@post`` handler: the same body decode (a Struct with
+code, user_id and order_total) and one dict lookup, nothing else (no auth, no metrics, no
+validation log). Served by granian with the options ``peakshop serve`` uses, so that the
+ratio of the two measures what peakshop adds on top of the framework and the server.
+
+    python benchmarks/minimal_app.py --port 8001
+"""
+
+from __future__ import annotations
+
+import argparse
+from decimal import Decimal
+
+import msgspec
+from litestar import Litestar, get, post
+
+
+class ValidateRequest(msgspec.Struct, forbid_unknown_fields=True):
+    code: str
+    user_id: str
+    order_total: Decimal
+
+
+class ValidateResponse(msgspec.Struct):
+    valid: bool
+    code: str
+    discount: str
+    final_total: str
+    reason: str | None
+
+
+# As many entries as the default data set has coupons; hits and misses cost the same.
+COUPONS: dict[str, str] = {f"MIN-{number:05d}": "5.00" for number in range(5_000)}
+
+
+@post("/api/v1/coupons/validate", status_code=200)
+async def validate(data: ValidateRequest) -> ValidateResponse:
+    discount = COUPONS.get(data.code.upper())
+    total = f"{data.order_total:.2f}"
+    if discount is None:
+        return ValidateResponse(
+            valid=False, code=data.code, discount="0.00", final_total=total, reason="not_found"
+        )
+    return ValidateResponse(
+        valid=True, code=data.code, discount=discount, final_total=total, reason=None
+    )
+
+
+@get("/ready")
+async def ready() -> dict[str, bool]:
+    return {"ready": True}
+
+
+app = Litestar(route_handlers=[validate, ready], debug=False)
+
+
+def serve(*, host: str, port: int) -> None:
+    """The same granian options as ``peakshop serve`` (src/peakshop/cli.py), one worker."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    Granian(
+        "minimal_app:app",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=1,
+        backlog=2048,
+        log_access=False,
+    ).serve()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    args = parser.parse_args()
+    serve(host=args.host, port=args.port)
+
+
+if __name__ == "__main__":
+    main()

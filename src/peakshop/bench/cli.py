@@ -1,0 +1,141 @@
+"""``peakshop bench``: load tests of the running service (heavy imports wait for the command)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Load tests: real HTTP against a running or spawned server.")
+
+
+@app.command("validate")
+def validate(
+    url: Annotated[
+        str | None, typer.Option(help="A running server, e.g. http://127.0.0.1:8000.")
+    ] = None,
+    spawn: Annotated[
+        bool,
+        typer.Option(
+            "--spawn",
+            help="Start `peakshop serve` on a free port against PEAKSHOP_DATABASE_URL, stop it after.",
+        ),
+    ] = False,
+    requests: Annotated[
+        int | None,
+        typer.Option(help="Closed loop: requests to send (default 1,000 unless --duration)."),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            help="Closed loop: concurrent connections (default 100). Open loop: most connections (default 256)."
+        ),
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Open loop: requests per second on a fixed schedule.")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Seconds to run (open loop default 20).")
+    ] = None,
+    procs: Annotated[
+        int, typer.Option(help="Sender processes, each its own event loop and share of the load.")
+    ] = 1,
+    json_path: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write everything measured, with the machine, to this file."),
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(help="Service token (default PEAKSHOP_SERVICE_TOKEN).")
+    ] = None,
+    compare_minimal: Annotated[
+        bool,
+        typer.Option(
+            "--compare-minimal",
+            help="Repeat each run against the minimal app, alternating, and report the ratio.",
+        ),
+    ] = False,
+    minimal_url: Annotated[
+        str | None, typer.Option(help="A running minimal app (default: spawn --minimal-app).")
+    ] = None,
+    minimal_app: Annotated[Path, typer.Option(help="The minimal app to spawn.")] = Path(
+        "benchmarks/minimal_app.py"
+    ),
+    suite: Annotated[
+        bool, typer.Option("--suite", help="Measure every target of the issue, end to end.")
+    ] = False,
+    rounds: Annotated[
+        int | None, typer.Option(help="Repetitions of each run (suite: 3 sustained rounds).")
+    ] = None,
+    mix: Annotated[
+        str | None,
+        typer.Option(
+            help="Request mix as kind=weight,... (kinds: valid_user_specific, valid_time_window, expired, inactive, unknown_code, wrong_owner)."
+        ),
+    ] = None,
+    pool: Annotated[
+        int, typer.Option(help="Distinct request bodies built before the run.")
+    ] = 20_000,
+    seed: Annotated[int, typer.Option(help="Seed of the request mix.")] = 42,
+    max_lag_ms: Annotated[
+        float, typer.Option(help="Open loop: a send lag P99 above this makes the run invalid.")
+    ] = 5.0,
+    warmup: Annotated[
+        int, typer.Option(help="Requests per server before measuring (not reported).")
+    ] = 2_000,
+    wait_quiet: Annotated[
+        float | None,
+        typer.Option(
+            help="Before each run, wait up to this many seconds for the machine to be idle "
+            "(a shared machine: other people's work would be measured too). "
+            "Default: 120 with --suite, else 0."
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds before a request counts as a timeout.")
+    ] = 30.0,
+) -> None:
+    """Load-test POST /api/v1/coupons/validate with a request mix drawn from the database.
+
+    Exit code 0 when every run is valid and every target passes, 1 otherwise, 2 on bad usage.
+    """
+    from rich.console import Console
+
+    from peakshop.bench.mix import MixError
+    from peakshop.bench.validate import ValidateOptions, run
+    from peakshop.config import SettingsError, load_settings
+
+    options = ValidateOptions(
+        url=url,
+        spawn=spawn,
+        requests=requests,
+        concurrency=concurrency,
+        rate=rate,
+        duration=duration,
+        procs=procs,
+        json_path=json_path,
+        token=token,
+        compare_minimal=compare_minimal,
+        minimal_url=minimal_url,
+        minimal_app=minimal_app,
+        suite=suite,
+        rounds=rounds,
+        mix=mix,
+        pool=pool,
+        seed=seed,
+        max_lag_ms=max_lag_ms,
+        warmup=warmup,
+        timeout=timeout,
+        wait_quiet=wait_quiet,
+    )
+    try:
+        options.check()
+        settings = load_settings()
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=140)  # logs and pipes: keep the tables on one line each
+        code = run(options, settings=settings, console=console)
+    except (ValueError, SettingsError, MixError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    raise typer.Exit(code)

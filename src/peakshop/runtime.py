@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 
 import msgspec
@@ -53,6 +54,11 @@ class Runtime:
             asyncio.create_task(self._sync_metrics(), name="metrics-sync"),
             asyncio.create_task(self._reconcile_counters(), name="usage-counters-reconcile"),
         ]
+        # The start-up heap (framework, SQLAlchemy, the coupon index) lives as long as the
+        # process: move it out of the collector's view, or every full collection walks it again
+        # (~30 ms with the event loop stopped, seen in the open-loop tail latency).
+        gc.collect()
+        gc.freeze()
         log.info("peakshop_started", mode=self.settings.mode.value, coupons=len(self.coupon_index))
 
     async def load_usage_counters(self) -> None:

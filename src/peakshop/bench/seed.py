@@ -4,6 +4,7 @@ through each database's bulk path, then the hot usage counters rebuilt from it."
 from __future__ import annotations
 
 import asyncio
+import resource
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -167,6 +168,11 @@ def _demo(data: CouponSet, coupon_type: str, now: float) -> DemoCoupon | None:
 # --- the command ------------------------------------------------------------------------
 
 
+def peak_rss_bytes() -> int:
+    """The high-water mark of this process's resident memory (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def run_command(
     settings: Settings,
     *,
@@ -223,6 +229,7 @@ def print_report(console: Console, report: SeedReport) -> None:
     for phase, seconds in report.phases.items():
         table.add_row(f"phase: {phase}", f"{seconds:.2f} s")
     table.add_row("elapsed", f"{report.seconds:.2f} s")
+    table.add_row("peak RSS of this process", f"{peak_rss_bytes() / 1e6:,.0f} MB")
     console.print(table)
     total = format_cents(DEMO_ORDER_TOTAL_CENTS)
     if report.user_specific_demo is not None:

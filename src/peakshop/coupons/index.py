@@ -2,8 +2,10 @@
 
 5,000 coupons are a few MB. Every write reloads the coupon locally before the response and
 broadcasts its code; every other process reloads it on the message (Redis pub/sub in scaled
-mode). After a pub/sub reconnection, and every ``refresh_seconds`` as a safety net, the
-whole index is reloaded.
+mode). After a pub/sub reconnection the whole index is reloaded; every ``refresh_seconds``, as
+a safety net against a lost message, it is reloaded if the table's fingerprint (count and sum
+of per-row revisions) moved. The fingerprint is one cheap aggregate; a full reload builds
+5,000 rules on the event loop (~35 ms), which would show up in the tail latency.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class CouponIndex:
         self._refresh_seconds = refresh_seconds
         self._rules: dict[str, CouponRule] = {}
         self._task: asyncio.Task[None] | None = None
+        self._fingerprint: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -49,9 +52,22 @@ class CouponIndex:
 
     async def load_all(self) -> None:
         async with self._db.read() as conn:
+            # Fingerprint first: a change between the two reads makes the next check reload
+            # again; it can never be skipped.
+            fingerprint = await repository.coupons_fingerprint(conn)
             rows = await repository.all_coupons(conn)
         # Build aside and swap: readers never see a half-loaded index.
         self._rules = {row["code"]: rule_from_row(row) for row in rows}
+        self._fingerprint = fingerprint
+
+    async def refresh_if_changed(self) -> bool:
+        """Reload everything if any coupon was created or changed since the last full load."""
+        async with self._db.read() as conn:
+            fingerprint = await repository.coupons_fingerprint(conn)
+        if fingerprint == self._fingerprint:
+            return False
+        await self.load_all()
+        return True
 
     async def reload(self, code: str) -> None:
         async with self._db.read() as conn:
@@ -74,6 +90,7 @@ class CouponIndex:
         while True:
             await asyncio.sleep(self._refresh_seconds)
             try:
-                await self.load_all()
+                if await self.refresh_if_changed():
+                    log.info("coupon_index_refreshed", coupons=len(self._rules))
             except Exception:
                 log.exception("coupon_index_refresh_failed")

@@ -36,6 +36,10 @@ coupons = sa.Table(
     sa.Column("usage_limit", sa.Integer, nullable=True),
     sa.Column("per_user_limit", sa.Integer, nullable=True),
     sa.Column("used_count", sa.Integer, nullable=False, server_default="0"),
+    # Bumped by every change of the coupon's rules (not by redemptions): count(*) and
+    # sum(revision) fingerprint the whole table, so the index's safety-net refresh reloads
+    # only when something changed, whatever the writers' clocks say.
+    sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
     # The database itself refuses a redemption past the global limit, whatever the code does.

@@ -24,6 +24,16 @@ async def all_coupons(conn: AsyncConnection) -> Sequence[RowMapping]:
     return (await conn.execute(sa.select(coupons))).mappings().all()
 
 
+async def coupons_fingerprint(conn: AsyncConnection) -> tuple[int, int]:
+    """(count, sum of revisions): changes with every created or changed coupon."""
+    row = (
+        await conn.execute(
+            sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(coupons.c.revision), 0))
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
 async def usage_totals(conn: AsyncConnection) -> dict[int, int]:
     rows = await conn.execute(
         sa.select(coupons.c.id, coupons.c.used_count).where(coupons.c.used_count > 0)
@@ -50,7 +60,10 @@ async def update_coupon(
     conn: AsyncConnection, coupon_id: int, values: dict[str, Any]
 ) -> RowMapping:
     result = await conn.execute(
-        sa.update(coupons).where(coupons.c.id == coupon_id).values(**values).returning(coupons)
+        sa.update(coupons)
+        .where(coupons.c.id == coupon_id)
+        .values(**values, revision=coupons.c.revision + 1)
+        .returning(coupons)
     )
     row: RowMapping = result.mappings().one()
     return row

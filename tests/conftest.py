@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from peakshop import migrate
 from peakshop.app import create_app
-from peakshop.config import Settings, load_settings
+from peakshop.config import RATE_LIMIT_FIELDS, Settings, load_settings
 from tests.fixtures.servers import throwaway_postgres, throwaway_redis, unavailable
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -40,6 +40,9 @@ def make_settings(database_url: str, redis_url: str | None = None, **overrides: 
         "service_token": SERVICE_TOKEN,
         "log_level": "WARNING",
         "migrate_on_start": False,
+        # Off unless a test opts in (tests/state/test_limiter.py): tests poll and hammer one
+        # user far beyond what a storefront would, and a 429 there would test nothing.
+        **dict.fromkeys(RATE_LIMIT_FIELDS, ""),
     }
     values.update(overrides)
     return load_settings(environ={}, **values)
@@ -56,6 +59,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "PEAKSHOP_VALIDATION_LOG_FLUSH_INTERVAL": str(settings.validation_log_flush_interval),
         "PEAKSHOP_VALIDATION_LOG_DEAD_LETTER_PATH": settings.validation_log_dead_letter_path,
         "PEAKSHOP_COUPON_INDEX_REFRESH_SECONDS": str(settings.coupon_index_refresh_seconds),
+        **{f"PEAKSHOP_{name.upper()}": getattr(settings, name) for name in RATE_LIMIT_FIELDS},
     }
     if settings.redis_url:
         env["PEAKSHOP_REDIS_URL"] = settings.redis_url
@@ -179,4 +183,24 @@ async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
     """The app in-process (lifespan included) with a real database behind it."""
     app = create_app(settings)
     async with AsyncTestClient(app=app) as test_client:
+        yield test_client
+
+
+def shop_settings(settings: Settings, **overrides: Any) -> Settings:
+    """The whole shop in one process: the queue worked in-process (scaled mode too), no rate
+    limits, fast retries."""
+    values: dict[str, Any] = {
+        "worker_in_process": True,
+        "rate_limit_orders_per_user": "",
+        "rate_limit_orders_per_ip": "",
+        "order_job_retry_base_delay": 0.01,
+        "order_job_retry_max_delay": 0.05,
+    }
+    values.update(overrides)
+    return settings.replace(**values)
+
+
+@pytest.fixture
+async def shop(settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
+    async with AsyncTestClient(app=create_app(shop_settings(settings))) as test_client:
         yield test_client

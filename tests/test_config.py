@@ -174,6 +174,51 @@ def test_malformed_values_are_refused(variable: str, value: str) -> None:
         load_settings(environ={variable: value})
 
 
+def test_rate_limit_defaults() -> None:
+    settings = load_settings(environ={})
+    assert settings.rate_limit_validate_per_user == "100/second"
+    assert settings.rate_limit_validate_per_ip == ""  # off: few storefront backends call it
+    assert settings.rate_limit_orders_per_user == "10/second"
+    assert settings.rate_limit_orders_per_ip == "1000/second"
+
+
+def test_rate_limits_are_read_from_the_environment_and_empty_turns_one_off() -> None:
+    settings = load_settings(
+        environ={
+            "PEAKSHOP_RATE_LIMIT_VALIDATE_PER_USER": "",
+            "PEAKSHOP_RATE_LIMIT_VALIDATE_PER_IP": "500 per second",
+            "PEAKSHOP_RATE_LIMIT_ORDERS_PER_USER": "20/5 seconds",
+            "PEAKSHOP_RATE_LIMIT_ORDERS_PER_IP": "100/minute",
+        }
+    )
+    assert settings.rate_limit_validate_per_user == ""
+    assert settings.rate_limit_validate_per_ip == "500 per second"
+    assert settings.rate_limit_orders_per_user == "20/5 seconds"
+    assert settings.rate_limit_orders_per_ip == "100/minute"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("PEAKSHOP_RATE_LIMIT_VALIDATE_PER_USER", "100", "is not a rate limit"),
+        ("PEAKSHOP_RATE_LIMIT_VALIDATE_PER_IP", "100/sec", "is not a rate limit"),
+        ("PEAKSHOP_RATE_LIMIT_ORDERS_PER_USER", "ten/second", "is not a rate limit"),
+        ("PEAKSHOP_RATE_LIMIT_ORDERS_PER_IP", "5/100 milliseconds", "is not a rate limit"),
+        ("PEAKSHOP_RATE_LIMIT_ORDERS_PER_USER", "0/second", "at least 1"),
+        ("PEAKSHOP_RATE_LIMIT_ORDERS_PER_USER", "10/second; 100/minute", "give one limit"),
+        ("PEAKSHOP_RATE_LIMIT_VALIDATE_PER_USER", "off", "is not a rate limit"),
+    ],
+)
+def test_malformed_rate_limits_are_refused_naming_the_variable(
+    variable: str, value: str, message: str
+) -> None:
+    with pytest.raises(SettingsError, match=variable) as raised:
+        load_settings(environ={variable: value})
+    assert message in str(raised.value)
+    with pytest.raises(SettingsError, match=variable):  # overrides are checked alike
+        load_settings(environ={}, **{variable.removeprefix("PEAKSHOP_").lower(): value})
+
+
 def test_overrides_are_checked_like_the_environment() -> None:
     with pytest.raises(SettingsError, match="PEAKSHOP_ADMIN_TOKEN"):
         load_settings(environ={}, env="production", service_token=SERVICE_SECRET)

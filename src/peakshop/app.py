@@ -16,10 +16,13 @@ from peakshop.auth import Tokens
 from peakshop.config import Settings, load_settings
 from peakshop.coupons import routes as coupon_routes
 from peakshop.coupons.openapi import add_validate_operation
-from peakshop.errors import PeakshopError
+from peakshop.errors import PeakshopError, RateLimited
+from peakshop.inventory import routes as inventory_routes
+from peakshop.jobs import routes as jobs_routes
 from peakshop.monitoring import routes as monitoring_routes
 from peakshop.monitoring.logs import configure_logging
 from peakshop.monitoring.middleware import http_metrics_middleware
+from peakshop.orders import routes as order_routes
 from peakshop.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -43,7 +46,8 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> Re
 
 
 def _on_domain_error(_: Request, exc: PeakshopError) -> Response[object]:  # type: ignore[type-arg]
-    return Response(exc.to_body(), status_code=exc.status_code)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    return Response(exc.to_body(), status_code=exc.status_code, headers=headers)
 
 
 def _on_validation_error(_: Request, exc: ValidationException) -> Response[object]:  # type: ignore[type-arg]
@@ -90,7 +94,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await runtime.stop()
 
     app = Litestar(
-        route_handlers=[coupon_routes.router, monitoring_routes.router],
+        route_handlers=[
+            coupon_routes.router,
+            inventory_routes.router,
+            order_routes.router,
+            jobs_routes.router,
+            monitoring_routes.router,
+        ],
         lifespan=[lifespan],
         state=None,
         middleware=[http_metrics_middleware],

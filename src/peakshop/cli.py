@@ -68,6 +68,63 @@ def serve(
     ).serve()
 
 
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Jobs run at once (default PEAKSHOP_WORKER_CONCURRENCY)."),
+    ] = None,
+) -> None:
+    """Work the job queue and run the scheduled sweeps until SIGTERM or SIGINT, then let the
+    running jobs finish. Scaled mode runs any number of these; in embedded mode the server
+    works the queue itself (a worker beside it shares the SQLite file)."""
+    import signal
+
+    from peakshop.runtime import Runtime
+
+    settings = _settings().replace(worker_in_process=False)
+
+    async def run() -> None:
+        runtime = Runtime(settings)
+        await runtime.start()
+        runtime.start_worker(concurrency=concurrency)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        typer.echo(f"peakshop worker ({settings.mode.value} mode) working the queue")
+        try:
+            await stop.wait()
+        finally:
+            await runtime.stop()
+
+    asyncio.run(run())
+
+
+@app.command()
+def reconcile() -> None:
+    """Rebuild the hot counters (flash-sale stock, buyers' caps, idempotency keys, coupon
+    usage) from the system of record. Every server also does it at start for what the hot
+    store lacks; run this after the hot store lost or corrupted data."""
+    from peakshop.orders.tasks import restore_hot_sales
+    from peakshop.runtime import Runtime
+
+    settings = _settings().replace(worker_in_process=False)
+
+    async def run() -> int:
+        runtime = Runtime(settings)
+        await runtime.state.start()
+        try:
+            await runtime.load_usage_counters()
+            return await restore_hot_sales(runtime, replace=True)
+        finally:
+            await runtime.state.close()
+            await runtime.db.dispose()
+
+    sales = asyncio.run(run())
+    typer.echo(f"rebuilt the coupon usage counters and {sales} open flash sale(s)")
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply the Alembic migrations to PEAKSHOP_DATABASE_URL."""

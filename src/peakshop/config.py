@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
+import limits
 import msgspec
 
 ENV_PREFIX = "PEAKSHOP_"
@@ -51,10 +52,42 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # Safety net for coupon index invalidation in scaled mode (pub/sub is the fast path).
     coupon_index_refresh_seconds: float = 30.0
     migrate_on_start: bool | None = None  # None: only in embedded mode
+    # Rate limits in the `limits` notation ("100/second", "10/5 seconds"); "" turns one off.
+    # Validation is called by the storefront's backend from few IPs: no per-IP limit by default.
+    rate_limit_validate_per_user: str = "100/second"
+    rate_limit_validate_per_ip: str = ""
+    rate_limit_orders_per_user: str = "10/second"
+    rate_limit_orders_per_ip: str = "1000/second"
+    # Orders: pending orders not confirmed within the payment window are cancelled.
+    payment_window_seconds: float = 900.0
+    # Confirmation: "immediate", or "simulated" (a failure rate and a delay, for tests and
+    # benchmarks of the retry and dead-letter paths).
+    payment_mode: str = "immediate"
+    payment_failure_rate: float = 0.0
+    payment_delay_ms: float = 0.0
+    payment_seed: int | None = None
+    # Jobs: the order job's attempts and backoff; the lease after which a job held by a
+    # dead worker is delivered again; how overdue a job is before its message is republished.
+    order_job_max_attempts: int = 5
+    order_job_retry_base_delay: float = 0.5
+    order_job_retry_max_delay: float = 60.0
+    job_lease_seconds: float = 30.0
+    job_republish_grace_seconds: float = 30.0
+    worker_concurrency: int = 16
+    # The serving process works the queue itself: by default in embedded mode only (in scaled
+    # mode `peakshop worker` processes do).
+    worker_in_process: bool | None = None
+    low_stock_threshold: int = 10
 
     @property
     def mode(self) -> Mode:
         return Mode.SCALED if self.redis_url else Mode.EMBEDDED
+
+    @property
+    def works_queue_in_process(self) -> bool:
+        if self.worker_in_process is not None:
+            return self.worker_in_process
+        return self.mode is Mode.EMBEDDED
 
     @property
     def is_sqlite(self) -> bool:
@@ -110,6 +143,8 @@ def _check(settings: Settings) -> None:
         raise SettingsError("validation log batch size and buffer must be positive")
     if settings.validation_log_flush_interval <= 0 or settings.validation_log_flush_attempts < 1:
         raise SettingsError("validation log flush interval and attempts must be positive")
+    _check_rate_limits(settings)
+    _check_orders(settings)
     if settings.env is Environment.DEVELOPMENT:
         return
     for name, value, default in (
@@ -123,3 +158,47 @@ def _check(settings: Settings) -> None:
             )
     if settings.admin_token == settings.service_token:
         raise SettingsError("PEAKSHOP_ADMIN_TOKEN and PEAKSHOP_SERVICE_TOKEN must differ")
+
+
+RATE_LIMIT_FIELDS = (
+    "rate_limit_validate_per_user",
+    "rate_limit_validate_per_ip",
+    "rate_limit_orders_per_user",
+    "rate_limit_orders_per_ip",
+)
+
+
+def _check_rate_limits(settings: Settings) -> None:
+    for name in RATE_LIMIT_FIELDS:
+        value = getattr(settings, name).strip()
+        if not value:
+            continue
+        variable = ENV_PREFIX + name.upper()
+        try:
+            items = limits.parse_many(value)
+        except ValueError as exc:
+            raise SettingsError(
+                f"{variable}={value!r} is not a rate limit such as '100/second' or "
+                f"'10/5 seconds' ({exc}); use '' to turn it off"
+            ) from exc
+        # parse_many accepts "1/second;5/minute"; one limit per setting keeps the cost of a
+        # check at one storage round trip per scope.
+        if len(items) != 1:
+            raise SettingsError(f"{variable}={value!r}: give one limit, such as '100/second'")
+        if items[0].amount < 1:
+            raise SettingsError(f"{variable}={value!r}: the amount must be at least 1")
+
+
+def _check_orders(settings: Settings) -> None:
+    if settings.payment_mode not in ("immediate", "simulated"):
+        raise SettingsError("PEAKSHOP_PAYMENT_MODE must be 'immediate' or 'simulated'")
+    if not 0.0 <= settings.payment_failure_rate <= 1.0:
+        raise SettingsError("PEAKSHOP_PAYMENT_FAILURE_RATE must be between 0 and 1")
+    if settings.payment_delay_ms < 0 or settings.payment_window_seconds <= 0:
+        raise SettingsError("payment delay must be >= 0 and the payment window > 0")
+    if settings.order_job_max_attempts < 1 or settings.worker_concurrency < 1:
+        raise SettingsError("order job attempts and worker concurrency must be at least 1")
+    if min(settings.job_lease_seconds, settings.job_republish_grace_seconds) <= 0:
+        raise SettingsError("job lease and republish grace must be positive")
+    if settings.order_job_retry_base_delay < 0 or settings.order_job_retry_max_delay < 0:
+        raise SettingsError("job retry delays must not be negative")

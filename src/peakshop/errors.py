@@ -58,3 +58,16 @@ class Conflict(PeakshopError):
 class Unavailable(PeakshopError):
     status_code = 503
     code = "unavailable"
+
+
+class RateLimited(PeakshopError):
+    """Too many requests in the window of one scope (``user`` or ``ip``); the handler adds a
+    ``Retry-After`` header with the same number of seconds as the body's ``retry_after``."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, scope: str) -> None:
+        super().__init__(message, extra={"retry_after": retry_after, "scope": scope})
+        self.retry_after = retry_after
+        self.scope = scope

@@ -17,9 +17,16 @@ from peakshop.coupons import repository as coupon_repository
 from peakshop.coupons.index import CouponIndex
 from peakshop.coupons.tasks import ValidationLogRecord, build_validation_log
 from peakshop.db import Database
+from peakshop.inventory.service import SaleDirectory
+from peakshop.jobs import tasks as jobs_tasks
+from peakshop.jobs.queue import JobQueue
+from peakshop.jobs.worker import Worker
 from peakshop.kit.batch_writer import BatchWriter
 from peakshop.monitoring import metrics
+from peakshop.orders import tasks as order_tasks
+from peakshop.orders.payment import build_confirmation
 from peakshop.state import HotState, build_state
+from peakshop.state.limiter import RateLimiter, build_limiter
 
 log = structlog.get_logger(__name__)
 
@@ -28,7 +35,9 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db = Database(settings)
-        self.state: HotState = build_state(settings)
+        self.state: HotState = build_state(settings, self.db)
+        # Routes call ``await runtime.limiter.check(<rule>, user_id=..., client_ip=...)``.
+        self.limiter: RateLimiter = build_limiter(settings)
         self.coupon_index = CouponIndex(
             db=self.db,
             broadcast=self.state.broadcast,
@@ -37,6 +46,10 @@ class Runtime:
         self.validation_log: BatchWriter[ValidationLogRecord] = build_validation_log(
             settings, self.db
         )
+        self.sale_directory = SaleDirectory(self.db)
+        self.payment = build_confirmation(settings)
+        self.job_types = {job.name: job for job in order_tasks.job_types(settings)}
+        self.worker: Worker | None = None
         self.started_at = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self._counters_stale = False
@@ -49,7 +62,10 @@ class Runtime:
         await self.state.start()
         if not await self.state.counters.is_loaded():
             await self.load_usage_counters()
+        await order_tasks.restore_hot_sales(self, replace=False)
         self.validation_log.start()
+        if self.settings.works_queue_in_process:
+            self.start_worker()
         self._tasks = [
             asyncio.create_task(self._sync_metrics(), name="metrics-sync"),
             asyncio.create_task(self._reconcile_counters(), name="usage-counters-reconcile"),
@@ -60,6 +76,27 @@ class Runtime:
         gc.collect()
         gc.freeze()
         log.info("peakshop_started", mode=self.settings.mode.value, coupons=len(self.coupon_index))
+
+    @property
+    def queue(self) -> JobQueue:
+        return self.state.queue
+
+    def start_worker(self, *, concurrency: int | None = None) -> Worker:
+        """Work the queue and run the scheduled sweeps in this process."""
+        self.worker = Worker(
+            self,
+            queue=self.state.queue,
+            job_types=self.job_types,
+            sweeps=[*jobs_tasks.SWEEPS, *order_tasks.sweeps(self.settings)],
+            concurrency=concurrency or self.settings.worker_concurrency,
+            lease_seconds=self.settings.job_lease_seconds,
+        )
+        self.worker.start()
+        return self.worker
+
+    def mark_usage_counters_stale(self) -> None:
+        """The coupon usage counters are rebuilt from the record on the next check."""
+        self._counters_stale = True
 
     async def load_usage_counters(self) -> None:
         """Rebuild the hot usage counters from the system of record."""
@@ -74,9 +111,12 @@ class Runtime:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.worker is not None:
+            await self.worker.stop()
         await self.validation_log.close()
         self.sync_metrics()
         await self.coupon_index.close()
+        await self.limiter.close()
         await self.state.close()
         await self.db.dispose()
         stats = self.validation_log.stats()

@@ -17,7 +17,7 @@ from tests.fixtures.factories import time_window_coupon
 
 async def _index(settings: Settings) -> tuple[CouponIndex, Database]:
     db = Database(settings)
-    index = CouponIndex(db=db, broadcast=MemoryState().broadcast, refresh_seconds=3600)
+    index = CouponIndex(db=db, broadcast=MemoryState(db).broadcast, refresh_seconds=3600)
     await index.load_all()
     return index, db
 

@@ -135,17 +135,15 @@ async def _reload_usage_counters(settings: Settings) -> None:
     """Rebuild the Redis counters from the system of record, as a starting server does:
     the old ones describe coupons that no longer exist."""
     db = Database(settings)
+    state = build_state(settings, db)
     try:
         async with db.read() as conn:
             totals = await coupon_repository.usage_totals(conn)
             per_user = await coupon_repository.per_user_usage(conn)
-    finally:
-        await db.dispose()
-    state = build_state(settings)
-    try:
         await state.counters.load(totals=totals, per_user=per_user)
     finally:
         await state.close()
+        await db.dispose()
 
 
 def _demo(data: CouponSet, coupon_type: str, now: float) -> DemoCoupon | None:

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from peakshop.db import metadata
-
-# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a real BIGINT.
-BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-Timestamp = sa.DateTime(timezone=True)
+from peakshop.db import BigId, Timestamp, metadata
 
 users = sa.Table(
     "users",

@@ -94,6 +94,11 @@ def add_validate_operation(schema: OpenAPI) -> None:
             "400": _json(_ERROR, "Malformed body or field; error.field names it"),
             "401": _json(_ERROR, "Missing or invalid bearer token"),
             "413": _json(_ERROR, "Body too large"),
+            "429": _json(
+                _ERROR,
+                "Rate limit of the user or the client IP exceeded; the body's retry_after and "
+                "scope (user, ip) and the Retry-After header say when to retry",
+            ),
         },
         security=[{"bearer": []}],
     )

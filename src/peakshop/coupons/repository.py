@@ -145,6 +145,34 @@ async def insert_usage(conn: AsyncConnection, values: dict[str, Any]) -> RowMapp
     return row
 
 
+async def delete_usage(conn: AsyncConnection, coupon_id: int, order_id: str) -> str | None:
+    """Give back the use an order took: the usage row goes, both counters go down. Returns
+    the user whose use it was, None if the order had none."""
+    deleted = await conn.execute(
+        sa.delete(coupon_usage)
+        .where(coupon_usage.c.coupon_id == coupon_id, coupon_usage.c.order_id == order_id)
+        .returning(coupon_usage.c.user_id)
+    )
+    user_id = deleted.scalar()
+    if user_id is None:
+        return None
+    await conn.execute(
+        sa.update(coupons)
+        .where(coupons.c.id == coupon_id)
+        .values(used_count=coupons.c.used_count - 1)
+    )
+    key = (coupon_user_usage.c.coupon_id == coupon_id, coupon_user_usage.c.user_id == user_id)
+    # count >= 1 is a CHECK: the last use deletes the row instead of reaching zero.
+    gone = await conn.execute(
+        sa.delete(coupon_user_usage).where(*key, coupon_user_usage.c.count <= 1)
+    )
+    if not gone.rowcount:
+        await conn.execute(
+            sa.update(coupon_user_usage).where(*key).values(count=coupon_user_usage.c.count - 1)
+        )
+    return str(user_id)
+
+
 async def insert_validation_logs(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     await conn.execute(sa.insert(validation_logs), rows)
 

@@ -38,7 +38,7 @@ from peakshop.coupons.schemas import (
     ValidationLogPage,
 )
 from peakshop.coupons.tasks import ValidationLogRecord
-from peakshop.errors import InvalidInput, PeakshopError
+from peakshop.errors import InvalidInput, PeakshopError, RateLimited
 from peakshop.kit.clock import from_db, utcnow
 from peakshop.kit.money import format_cents, parse_cents
 from peakshop.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page_of
@@ -64,11 +64,13 @@ def decode_error_field_text(message: str) -> str | None:
     return (match.group(1) or match.group(2)) if match else None
 
 
-async def _send_json(send: Send, status: int, body: bytes) -> None:
+async def _send_json(
+    send: Send, status: int, body: bytes, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
     start: HTTPResponseStartEvent = {
         "type": "http.response.start",
         "status": status,
-        "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+        "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), *headers],
     }
     await send(start)
     end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
@@ -122,6 +124,10 @@ async def validate_coupon(scope: Scope, receive: Receive, send: Send) -> None:
         except UnicodeDecodeError as exc:  # invalid UTF-8 inside a JSON string
             raise InvalidInput("the request body is not valid UTF-8") from exc
         total = parse_amount(request.order_total, "order_total")
+        client = scope.get("client")
+        await runtime.limiter.check(
+            "validate", user_id=request.user_id, client_ip=client[0] if client else None
+        )
         code = request.code.upper()
         reason, discount = await service.validate(
             index=runtime.coupon_index,
@@ -135,7 +141,12 @@ async def validate_coupon(scope: Scope, receive: Receive, send: Send) -> None:
         status = {"method_not_allowed": 405, "payload_too_large": 413}.get(
             exc.code, exc.status_code
         )
-        await _send_json(send, status, _encoder.encode(exc.to_body()))
+        headers = (
+            ((b"retry-after", str(exc.retry_after).encode()),)
+            if isinstance(exc, RateLimited)
+            else ()
+        )
+        await _send_json(send, status, _encoder.encode(exc.to_body()), headers)
         return
     body = _encoder.encode(
         ValidateResponse(

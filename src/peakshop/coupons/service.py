@@ -118,6 +118,18 @@ async def redeem(
     return _redemption_out(usage, code), rule.id
 
 
+async def release_redemption(
+    conn: AsyncConnection, *, code: str, order_id: str
+) -> tuple[int, str] | None:
+    """Undo the redemption of (code, order_id) when its order is cancelled or failed:
+    (coupon id, user id) whose hot counters to lower, or None if there was none."""
+    row = await repository.get_coupon(conn, code)
+    if row is None:
+        return None
+    user_id = await repository.delete_usage(conn, row["id"], order_id)
+    return None if user_id is None else (row["id"], user_id)
+
+
 async def find_redemption(
     conn: AsyncConnection, *, code: str, user_id: str, order_id: str
 ) -> Redemption:

@@ -6,7 +6,7 @@ With several server processes, prometheus-client's multiprocess mode aggregates 
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, disable_created_metrics
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 from peakshop.coupons.schemas import REASONS
 
@@ -42,6 +42,58 @@ VALIDATION_LOG_FLUSH_FAILURES = Counter(
     "peakshop_validation_log_flush_failures_total",
     "Failed validation log flush attempts (each retry counts).",
 )
+RATE_LIMITED = Counter(
+    "peakshop_rate_limited_total",
+    "Requests refused with 429, by endpoint (validate, orders) and exceeded scope (user, ip).",
+    ["endpoint", "scope"],
+)
+RATE_LIMITER_ERRORS = Counter(
+    "peakshop_rate_limiter_errors_total",
+    "Requests let through unchecked because the rate limit storage failed (fail open).",
+    ["endpoint"],
+)
 
 # Pre-bound children: the hot path increments without a label lookup.
 VALIDATION_BY_REASON = {reason: COUPON_VALIDATIONS.labels(reason) for reason in (*REASONS, "valid")}
+
+# --- jobs and orders ---------------------------------------------------------------------------
+
+JOBS_PROCESSED = Counter(
+    "peakshop_jobs_total",
+    "Job attempts by job name and outcome: done, retry (an attempt failed), dead, skipped.",
+    ["name", "outcome"],
+)
+JOB_SECONDS = Histogram(
+    "peakshop_job_duration_seconds",
+    "Time of one job attempt, from its start to its outcome.",
+    ["name"],
+    buckets=LATENCY_BUCKETS,
+)
+JOBS_IN_FLIGHT = Gauge(
+    "peakshop_jobs_in_flight", "Job attempts running now.", multiprocess_mode="livesum"
+)
+QUEUE_DEPTH = Gauge(
+    "peakshop_queue_depth",
+    "Job messages waiting (sampled each second by each process that works the queue).",
+    multiprocess_mode="livemax",
+)
+DEAD_LETTERS = Gauge(
+    "peakshop_dead_letters",
+    "Dead-lettered jobs not yet retried or discarded.",
+    multiprocess_mode="livemax",
+)
+FLASH_SALE_ADMISSIONS = Counter(
+    "peakshop_flash_sale_admissions_total",
+    "Flash-sale order attempts by outcome: admitted, replayed, or the rejection reason.",
+    ["outcome"],
+)
+ORDERS_PLACED = Counter(
+    "peakshop_orders_placed_total",
+    "Regular order attempts by outcome: placed, replayed, or the rejection reason.",
+    ["outcome"],
+)
+ORDER_TRANSITIONS = Counter(
+    "peakshop_order_transitions_total",
+    "Orders leaving pending, by new status (confirmed, failed, cancelled).",
+    ["status"],
+)

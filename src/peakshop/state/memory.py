@@ -8,6 +8,9 @@ from collections.abc import Iterable
 
 import structlog
 
+from peakshop.db import Database
+from peakshop.jobs.queue_sql import SqlJobQueue
+from peakshop.state.memory_sales import MemorySaleCounters
 from peakshop.state.ports import MessageHandler, ResyncHandler
 
 log = structlog.get_logger(__name__)
@@ -26,6 +29,11 @@ class MemoryUsageCounters:
         self._totals[coupon_id] = self._totals.get(coupon_id, 0) + 1
         key = (coupon_id, user_id)
         self._per_user[key] = self._per_user.get(key, 0) + 1
+
+    async def release(self, coupon_id: int, user_id: str) -> None:
+        self._totals[coupon_id] = max(0, self._totals.get(coupon_id, 0) - 1)
+        key = (coupon_id, user_id)
+        self._per_user[key] = max(0, self._per_user.get(key, 0) - 1)
 
     async def load(
         self, *, totals: dict[int, int], per_user: Iterable[tuple[int, str, int]]
@@ -62,12 +70,16 @@ class MemoryBroadcast:
 
 
 class MemoryState:
-    def __init__(self) -> None:
+    def __init__(self, db: Database) -> None:
         self.counters = MemoryUsageCounters()
         self.broadcast = MemoryBroadcast()
+        self.sales = MemorySaleCounters()
+        # The queue is the system of record's jobs table (durable in the SQLite file).
+        self.queue = SqlJobQueue(db)
 
     async def start(self) -> None:
         await self.broadcast.start()
+        await self.queue.start()
 
     async def ping(self) -> bool:
         return True

@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
+import msgspec
+
 from peakshop.config import Settings
+from peakshop.db import Database
+from peakshop.jobs.queue import JobQueue
 
 MessageHandler = Callable[[str], Awaitable[None]]
 ResyncHandler = Callable[[], Awaitable[None]]
@@ -22,11 +26,70 @@ class UsageCounters(Protocol):
 
     async def record(self, coupon_id: int, user_id: str) -> None: ...
 
+    async def release(self, coupon_id: int, user_id: str) -> None:
+        """Undo one ``record`` (the redemption was released with its order)."""
+
     async def load(
         self, *, totals: dict[int, int], per_user: Iterable[tuple[int, str, int]]
     ) -> None: ...
 
     async def is_loaded(self) -> bool: ...
+
+
+class Admission(msgspec.Struct, frozen=True, kw_only=True):
+    """The hot store's answer to a flash-sale order attempt.
+
+    ``outcome``: admitted, replay (the idempotency key is known: ``record`` is the first
+    admission's), sold_out, user_limit_reached, or not_loaded (the hot store does not hold
+    this sale: load it from the system of record and ask again). ``enqueued`` says whether
+    the order's job message was enqueued in the same atomic step.
+    """
+
+    outcome: str
+    record: str | None = None
+    enqueued: bool = False
+
+
+class SaleSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """A sale's hot state as the system of record has it."""
+
+    sale_id: int
+    remaining: int
+    buyers: list[tuple[str, int]]  # (user, units held)
+    idempotency: dict[str, str]  # key -> record of the admitted order
+    expires_at: float  # epoch: the hot keys may go after this (the sale ended a day before)
+
+
+class SaleCounters(Protocol):
+    """Flash-sale admission: one atomic step checks the idempotency key, the stock and the
+    per-user cap, takes the units and (where the store can) enqueues the order's job."""
+
+    async def admit(
+        self,
+        *,
+        sale_id: int,
+        user_id: str,
+        quantity: int,
+        per_user_limit: int,
+        idempotency_key: str,
+        record: str,
+        message: bytes,
+    ) -> Admission: ...
+
+    async def take(self, *, sale_id: int, user_id: str, quantity: int, per_user_limit: int) -> str:
+        """Take units again for an order that already exists (a dead letter retried): the
+        checks of ``admit`` without the idempotency key and the enqueue. Returns the outcome
+        (taken, sold_out, user_limit_reached, not_loaded)."""
+
+    async def release(self, *, sale_id: int, user_id: str, quantity: int) -> None:
+        """Give units back (a cancelled or failed order), after the system of record did."""
+
+    async def load(self, snapshot: SaleSnapshot, *, replace: bool) -> bool:
+        """Set a sale's hot state; with ``replace=False`` only if the store lacks it.
+        True if it was written."""
+
+    async def remaining(self, sale_id: int) -> int | None:
+        """Units left in the hot store, None if it does not hold the sale."""
 
 
 class Broadcast(Protocol):
@@ -51,6 +114,12 @@ class HotState(Protocol):
     @property
     def broadcast(self) -> Broadcast: ...
 
+    @property
+    def sales(self) -> SaleCounters: ...
+
+    @property
+    def queue(self) -> JobQueue: ...
+
     async def start(self) -> None: ...
 
     async def ping(self) -> bool: ...
@@ -58,11 +127,11 @@ class HotState(Protocol):
     async def close(self) -> None: ...
 
 
-def build_state(settings: Settings) -> HotState:
+def build_state(settings: Settings, db: Database) -> HotState:
     if settings.redis_url:
         from peakshop.state.redis import RedisState
 
-        return RedisState(settings.redis_url)
+        return RedisState(settings.redis_url, lease_seconds=settings.job_lease_seconds)
     from peakshop.state.memory import MemoryState
 
-    return MemoryState()
+    return MemoryState(db)

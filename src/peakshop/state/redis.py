@@ -17,7 +17,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from peakshop.jobs.queue_redis import RedisJobQueue
 from peakshop.state.ports import MessageHandler, ResyncHandler
+from peakshop.state.redis_sales import RedisSaleCounters
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +48,13 @@ class RedisUsageCounters:
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.hincrby(key, TOTAL_FIELD, 1)
             pipe.hincrby(key, user_id, 1)
+            await pipe.execute()
+
+    async def release(self, coupon_id: int, user_id: str) -> None:
+        key = _coupon_key(coupon_id)
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hincrby(key, TOTAL_FIELD, -1)
+            pipe.hincrby(key, user_id, -1)
             await pipe.execute()
 
     async def load(
@@ -141,7 +150,7 @@ class RedisBroadcast:
 
 
 class RedisState:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, lease_seconds: float = 30.0) -> None:
         # After a Redis restart every pooled connection is dead: retry once on a new one, or the
         # first command on each fails (a 500 from validation, a lost broadcast). from_url sets no
         # retry by default. Connection errors only: a command that timed out may have run.
@@ -154,9 +163,12 @@ class RedisState:
         )
         self.counters = RedisUsageCounters(self.client)
         self.broadcast = RedisBroadcast(url, self.client)
+        self.sales = RedisSaleCounters(self.client)
+        self.queue = RedisJobQueue(self.client, lease_seconds=lease_seconds)
 
     async def start(self) -> None:
         await self.broadcast.start()
+        await self.queue.start()
 
     async def ping(self) -> bool:
         try:

@@ -1,0 +1,1 @@
+"""Inventory and flash sales: stock that is conserved and never oversold."""

@@ -1,0 +1,1 @@
+"""The worker runtime: durable queues, retries, dead letters, scheduled sweeps."""

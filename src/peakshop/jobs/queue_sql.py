@@ -1,0 +1,64 @@
+"""The embedded queue: the ``jobs`` table itself. A worker polls for due rows; a publish in
+this process wakes it at once, so a job enqueued by a request starts without waiting for the
+poll. Claiming (the conditional update that makes one worker own a job) is the worker's
+``start`` step, the same in both modes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from peakshop.db import Database
+from peakshop.jobs import repository
+from peakshop.jobs.queue import Delivery, JobMessage
+
+POLL_INTERVAL = 0.5  # seconds: due retries and jobs of other processes are found this fast
+
+
+class SqlJobQueue:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._wake = asyncio.Event()
+        # Delivered in this process and not yet acked: not handed out twice meanwhile.
+        self._in_flight: set[str] = set()
+
+    async def start(self) -> None:
+        self._wake.set()  # look at once: jobs may have waited while no process ran
+
+    async def close(self) -> None:
+        self._wake.set()
+
+    async def publish(self, message: JobMessage) -> None:
+        self._wake.set()
+
+    async def receive(self, *, consumer: str, count: int, wait: float) -> list[Delivery]:
+        deadline = time.monotonic() + wait
+        while True:
+            self._wake.clear()
+            async with self._db.read() as conn:
+                rows = await repository.due_jobs(
+                    conn, now=time.time(), limit=count, exclude=self._in_flight
+                )
+            if rows:
+                deliveries = [
+                    Delivery(message=repository.message_of(row), receipt=row["id"]) for row in rows
+                ]
+                self._in_flight.update(d.receipt for d in deliveries)
+                return deliveries
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(remaining, POLL_INTERVAL))
+
+    async def ack(self, delivery: Delivery) -> None:
+        self._in_flight.discard(delivery.receipt)
+
+    async def retry_later(self, delivery: Delivery, *, at: float) -> None:
+        # The row's available_at (written by the worker) is the schedule.
+        self._in_flight.discard(delivery.receipt)
+
+    async def depth(self) -> int:
+        async with self._db.read() as conn:
+            return await repository.count_waiting(conn, now=time.time())

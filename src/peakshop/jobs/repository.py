@@ -1,0 +1,218 @@
+"""SQL of the jobs table."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from peakshop.db import upsert_insert
+from peakshop.jobs.models import jobs
+from peakshop.jobs.queue import JobMessage
+
+_WAITING = ("queued", "failed")
+
+
+def message_of(row: RowMapping) -> JobMessage:
+    return JobMessage(
+        id=row["id"],
+        name=row["name"],
+        payload=row["payload"],
+        max_attempts=row["max_attempts"],
+        subject=row["subject"],
+    )
+
+
+def _values(message: JobMessage, *, now: datetime, available_at: float) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "name": message.name,
+        "payload": message.payload,
+        "max_attempts": message.max_attempts,
+        "subject": message.subject,
+        "status": "queued",
+        "attempts": 0,
+        "available_at": available_at,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def insert_job(
+    conn: AsyncConnection, message: JobMessage, *, now: datetime, available_at: float
+) -> bool:
+    """Insert the job unless it exists (a worker may have created it from its message
+    first); True if this call inserted it."""
+    statement = (
+        upsert_insert(conn, jobs)
+        .values(_values(message, now=now, available_at=available_at))
+        .on_conflict_do_nothing(index_elements=["id"])
+    )
+    result = await conn.execute(statement)
+    return bool(result.rowcount)
+
+
+async def get_job(conn: AsyncConnection, job_id: str) -> RowMapping | None:
+    return (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).mappings().first()
+
+
+def _startable(now: float) -> sa.ColumnElement[bool]:
+    return sa.or_(
+        sa.and_(jobs.c.status.in_(_WAITING), jobs.c.available_at <= now),
+        sa.and_(jobs.c.status == "processing", jobs.c.locked_until < now),
+    )
+
+
+async def due_jobs(
+    conn: AsyncConnection, *, now: float, limit: int, exclude: Collection[str]
+) -> Sequence[RowMapping]:
+    query = sa.select(jobs).where(_startable(now)).order_by(jobs.c.available_at).limit(limit)
+    if exclude:
+        query = query.where(jobs.c.id.not_in(list(exclude)))
+    return (await conn.execute(query)).mappings().all()
+
+
+async def start_job(
+    conn: AsyncConnection, message: JobMessage, *, now: datetime, epoch: float, lease: float
+) -> int | None:
+    """Claim the job for one attempt: its attempt number, or None if it is not startable
+    (done, dead, not yet due, or held by a live worker). A missing row is created from the
+    message: the queue can be faster than the write of whoever enqueued it."""
+    for _ in range(2):
+        claimed = await conn.execute(
+            sa.update(jobs)
+            .where(jobs.c.id == message.id, _startable(epoch))
+            .values(
+                status="processing",
+                attempts=jobs.c.attempts + 1,
+                locked_until=epoch + lease,
+                updated_at=now,
+            )
+            .returning(jobs.c.attempts)
+        )
+        attempts = claimed.scalar()
+        if attempts is not None:
+            return int(attempts)
+        # Missing: create it from the message. If the insert finds the row after all (its
+        # writer committed while the insert waited on it, on PostgreSQL), the second claim
+        # sees it; if it still cannot claim, the job is not startable.
+        await insert_job(conn, message, now=now, available_at=epoch)
+    return None
+
+
+async def finish_job(conn: AsyncConnection, job_id: str, *, now: datetime) -> None:
+    await conn.execute(
+        sa.update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(status="done", locked_until=None, updated_at=now, finished_at=now, last_error=None)
+    )
+
+
+async def fail_job(
+    conn: AsyncConnection, job_id: str, *, error: str, retry_at: float, now: datetime
+) -> None:
+    await conn.execute(
+        sa.update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(
+            status="failed",
+            locked_until=None,
+            available_at=retry_at,
+            last_error=error,
+            updated_at=now,
+        )
+    )
+
+
+async def bury_job(conn: AsyncConnection, job_id: str, *, error: str, now: datetime) -> None:
+    await conn.execute(
+        sa.update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(status="dead", locked_until=None, last_error=error, updated_at=now, finished_at=now)
+    )
+
+
+async def list_dead(
+    conn: AsyncConnection, *, limit: int, after_id: str | None
+) -> Sequence[RowMapping]:
+    query = (
+        sa.select(jobs)
+        .where(jobs.c.status == "dead", jobs.c.discarded_at.is_(None))
+        .order_by(jobs.c.id)
+        .limit(limit)
+    )
+    if after_id is not None:
+        query = query.where(jobs.c.id > after_id)
+    return (await conn.execute(query)).mappings().all()
+
+
+async def requeue_dead(
+    conn: AsyncConnection, job_id: str, *, now: datetime, epoch: float
+) -> RowMapping | None:
+    """A dead letter back in the queue with a fresh set of attempts."""
+    result = await conn.execute(
+        sa.update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status == "dead", jobs.c.discarded_at.is_(None))
+        .values(
+            status="queued",
+            attempts=0,
+            available_at=epoch,
+            locked_until=None,
+            finished_at=None,
+            updated_at=now,
+        )
+        .returning(jobs)
+    )
+    row: RowMapping | None = result.mappings().first()
+    return row
+
+
+async def discard_dead(conn: AsyncConnection, job_id: str, *, now: datetime) -> bool:
+    result = await conn.execute(
+        sa.update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status == "dead", jobs.c.discarded_at.is_(None))
+        .values(discarded_at=now, updated_at=now)
+    )
+    return bool(result.rowcount)
+
+
+async def lost_messages(
+    conn: AsyncConnection, *, now: float, grace: float, limit: int
+) -> Sequence[RowMapping]:
+    """Jobs that should have been worked by now: due for longer than ``grace`` seconds, or
+    held past their lease for that long. Their messages may be lost; publishing them again
+    is harmless (``start_job`` lets one attempt run at a time)."""
+    stale = now - grace
+    query = (
+        sa.select(jobs)
+        .where(
+            sa.or_(
+                sa.and_(jobs.c.status.in_(_WAITING), jobs.c.available_at <= stale),
+                sa.and_(jobs.c.status == "processing", jobs.c.locked_until <= stale),
+            )
+        )
+        .order_by(jobs.c.available_at)
+        .limit(limit)
+    )
+    return (await conn.execute(query)).mappings().all()
+
+
+async def count_waiting(conn: AsyncConnection, *, now: float) -> int:
+    query = sa.select(sa.func.count()).where(
+        jobs.c.status.in_(_WAITING), jobs.c.available_at <= now
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def counts_by_status(conn: AsyncConnection) -> dict[str, int]:
+    rows = await conn.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status))
+    return {status: int(count) for status, count in rows}
+
+
+async def count_dead_letters(conn: AsyncConnection) -> int:
+    query = sa.select(sa.func.count()).where(jobs.c.status == "dead", jobs.c.discarded_at.is_(None))
+    return int((await conn.execute(query)).scalar_one())

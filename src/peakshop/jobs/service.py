@@ -1,0 +1,63 @@
+"""Job status and the dead-letter queue's administration."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from peakshop.jobs import repository
+from peakshop.jobs.errors import JobNotFound
+from peakshop.jobs.schemas import JobOut
+from peakshop.kit.clock import from_db, utcnow
+
+if TYPE_CHECKING:
+    from peakshop.runtime import Runtime
+
+
+def job_out(row: RowMapping) -> JobOut:
+    return JobOut(
+        id=row["id"],
+        name=row["name"],
+        status=row["status"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        last_error=row["last_error"],
+        subject=row["subject"],
+        created_at=from_db(row["created_at"]) or row["created_at"],
+        updated_at=from_db(row["updated_at"]) or row["updated_at"],
+        finished_at=from_db(row["finished_at"]),
+    )
+
+
+async def get_job(conn: AsyncConnection, *, job_id: str) -> JobOut:
+    row = await repository.get_job(conn, job_id)
+    if row is None:
+        raise JobNotFound(job_id)
+    return job_out(row)
+
+
+async def list_dead_letters(
+    conn: AsyncConnection, *, limit: int, after_id: str | None
+) -> tuple[list[JobOut], str | None]:
+    rows = await repository.list_dead(conn, limit=limit + 1, after_id=after_id)
+    page = [job_out(row) for row in rows[:limit]]
+    return page, (page[-1].id if len(rows) > limit and page else None)
+
+
+async def retry_dead_letter(runtime: Runtime, *, job_id: str) -> JobOut:
+    """Queue a dead letter again with a fresh set of attempts."""
+    async with runtime.db.write() as conn:
+        row = await repository.requeue_dead(conn, job_id, now=utcnow(), epoch=time.time())
+    if row is None:
+        raise JobNotFound(job_id, what="dead letter")
+    await runtime.queue.publish(repository.message_of(row))
+    return job_out(row)
+
+
+async def discard_dead_letter(runtime: Runtime, *, job_id: str) -> None:
+    async with runtime.db.write() as conn:
+        if not await repository.discard_dead(conn, job_id, now=utcnow()):
+            raise JobNotFound(job_id, what="dead letter")

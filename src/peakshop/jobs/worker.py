@@ -1,0 +1,251 @@
+"""The worker: takes deliveries from the queue, runs each job type's handler with its retry
+policy, buries exhausted jobs as dead letters (running the type's compensation), and runs
+the scheduled sweeps of every domain.
+
+Delivery is at least once: a worker killed mid-job leaves the job 'processing' with a lease;
+when the lease runs out the job is delivered again. Handlers are therefore idempotent, and
+``start_job`` lets only one attempt of a job run at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import structlog
+
+from peakshop.jobs import repository
+from peakshop.jobs.queue import Delivery, JobMessage, JobQueue
+from peakshop.jobs.retry import RetryPolicy
+from peakshop.kit.clock import utcnow
+from peakshop.monitoring import metrics
+
+if TYPE_CHECKING:
+    from peakshop.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+class JobContext:
+    """What a handler gets: the runtime, the attempt, and hooks that run after the outcome
+    is committed (e.g. releasing hot counters once the system of record has released)."""
+
+    def __init__(self, runtime: Runtime, message: JobMessage, attempt: int) -> None:
+        self.runtime = runtime
+        self.message = message
+        self.attempt = attempt
+        self._after_commit: list[AfterCommit] = []
+
+    def after_commit(self, hook: AfterCommit) -> None:
+        self._after_commit.append(hook)
+
+    def discard_hooks(self) -> None:
+        self._after_commit.clear()
+
+    async def run_after_commit(self) -> None:
+        for hook in self._after_commit:
+            try:
+                await hook()
+            except Exception:  # the outcome stands; hot state is reconciled from the record
+                log.exception("after_commit_hook_failed", job=self.message.id)
+        self._after_commit.clear()
+
+
+Handler = Callable[[JobContext, dict[str, Any]], Awaitable[None]]
+DeadHandler = Callable[[JobContext, dict[str, Any], str], Awaitable[None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobType:
+    name: str
+    handle: Handler
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Compensation when the last attempt failed; runs once, before the job is buried.
+    on_dead: DeadHandler | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sweep:
+    name: str
+    every: float  # seconds
+    run: Callable[[Runtime], Awaitable[None]]
+
+
+def new_message(
+    job_type: JobType, *, job_id: str, payload: dict[str, Any], subject: str | None = None
+) -> JobMessage:
+    return JobMessage(
+        id=job_id,
+        name=job_type.name,
+        payload=msgspec.json.encode(payload).decode(),
+        max_attempts=job_type.retry.max_attempts,
+        subject=subject,
+    )
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Worker:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        queue: JobQueue,
+        job_types: dict[str, JobType],
+        sweeps: list[Sweep],
+        concurrency: int,
+        lease_seconds: float,
+    ) -> None:
+        self._runtime = runtime
+        self._queue = queue
+        self._types = job_types
+        self._sweeps = sweeps
+        self._lease = lease_seconds
+        self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._busy = 0
+        self._consumer = consumer_name()
+        self._running: set[asyncio.Task[None]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._receive_forever(), name="worker-receive")]
+        self._tasks += [
+            asyncio.create_task(self._sweep_forever(sweep), name=f"sweep-{sweep.name}")
+            for sweep in self._sweeps
+        ]
+
+    async def stop(self, *, drain_seconds: float = 10.0) -> None:
+        """Stop taking deliveries, let running attempts finish (up to ``drain_seconds``).
+        An attempt cut off here is delivered again after its lease: nothing is lost."""
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._running:
+            await asyncio.wait(self._running, timeout=drain_seconds)
+        for task in self._running:
+            task.cancel()
+
+    async def _receive_forever(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                # Never take more than there are free slots: a delivery waiting in this
+                # process's memory would only age towards its lease.
+                free = max(1, self._concurrency - self._busy)
+                deliveries = await self._queue.receive(
+                    consumer=self._consumer, count=min(free, 100), wait=1.0
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("queue_receive_failed")
+                await asyncio.sleep(1.0)
+                continue
+            for delivery in deliveries:
+                await self._slots.acquire()
+                self._busy += 1
+                task = asyncio.create_task(self._run_one(delivery))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+
+    async def _run_one(self, delivery: Delivery) -> None:
+        try:
+            await self.process(delivery)
+        except Exception:
+            # The delivery stays unacked: it comes back after the lease.
+            log.exception("job_processing_crashed", job=delivery.message.id)
+        finally:
+            self._busy -= 1
+            self._slots.release()
+
+    async def process(self, delivery: Delivery) -> None:
+        message = delivery.message
+        job_type = self._types.get(message.name)
+        db = self._runtime.db
+        async with db.write() as conn:
+            attempt = await repository.start_job(
+                conn, message, now=utcnow(), epoch=time.time(), lease=self._lease
+            )
+        if attempt is None:  # done, dead, not due yet, or another worker holds it
+            metrics.JOBS_PROCESSED.labels(message.name, "skipped").inc()
+            await self._queue.ack(delivery)
+            return
+        started = time.perf_counter()
+        metrics.JOBS_IN_FLIGHT.inc()
+        context = JobContext(self._runtime, message, attempt)
+        try:
+            if job_type is None:
+                raise LookupError(f"no handler for job type {message.name!r}")
+            payload = msgspec.json.decode(message.payload)
+            await job_type.handle(context, payload)
+        except Exception as exc:
+            await self._failed(delivery, job_type, context, exc)
+        else:
+            async with db.write() as conn:
+                await repository.finish_job(conn, message.id, now=utcnow())
+            await context.run_after_commit()
+            await self._queue.ack(delivery)
+            metrics.JOBS_PROCESSED.labels(message.name, "done").inc()
+        finally:
+            metrics.JOBS_IN_FLIGHT.dec()
+            metrics.JOB_SECONDS.labels(message.name).observe(time.perf_counter() - started)
+
+    async def _failed(
+        self, delivery: Delivery, job_type: JobType | None, context: JobContext, exc: Exception
+    ) -> None:
+        message = delivery.message
+        error = f"{type(exc).__name__}: {exc}"
+        policy = job_type.retry if job_type is not None else RetryPolicy(max_attempts=1)
+        if not policy.exhausted(context.attempt):
+            retry_at = time.time() + policy.delay(context.attempt)
+            async with self._runtime.db.write() as conn:
+                await repository.fail_job(
+                    conn, message.id, error=error, retry_at=retry_at, now=utcnow()
+                )
+            await self._queue.retry_later(delivery, at=retry_at)
+            metrics.JOBS_PROCESSED.labels(message.name, "retry").inc()
+            log.warning("job_attempt_failed", job=message.id, attempt=context.attempt, error=error)
+            return
+        # Out of attempts: compensate, then bury. If the compensation itself fails, the job
+        # stays 'processing' and comes back after its lease to be compensated again.
+        context.discard_hooks()  # those of the failed attempt never run
+        if job_type is not None and job_type.on_dead is not None:
+            await job_type.on_dead(context, msgspec.json.decode(message.payload), error)
+        async with self._runtime.db.write() as conn:
+            await repository.bury_job(conn, message.id, error=error, now=utcnow())
+        await context.run_after_commit()
+        await self._queue.ack(delivery)
+        metrics.JOBS_PROCESSED.labels(message.name, "dead").inc()
+        log.error(
+            "job_dead_lettered",
+            job=message.id,
+            name=message.name,
+            attempts=context.attempt,
+            error=error,
+            traceback="".join(traceback.format_exception(exc, limit=5)),
+        )
+
+    async def _sweep_forever(self, sweep: Sweep) -> None:
+        while not self._stopping.is_set():
+            await asyncio.sleep(sweep.every)
+            try:
+                await sweep.run(self._runtime)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sweep_failed", sweep=sweep.name)

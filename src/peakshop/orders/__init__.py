@@ -1,0 +1,1 @@
+"""Orders: idempotent placement, queued processing, the order lifecycle."""

@@ -1,0 +1,269 @@
+"""The order lifecycle: pending -> confirmed | failed | cancelled, and what each transition
+does to stock and coupon use, in the system of record first and in the hot store after the
+commit (the ``Hook`` list a transition returns).
+
+Every transition is one conditional status update: of two racing transitions (a worker's
+confirmation and the payment-window sweep) exactly one happens, and only that one moves
+stock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from peakshop.coupons import service as coupon_service
+from peakshop.inventory import repository as inventory_repository
+from peakshop.inventory import service as inventory_service
+from peakshop.jobs import repository as jobs_repository
+from peakshop.jobs.queue import JobMessage
+from peakshop.monitoring import metrics
+from peakshop.orders import repository
+
+if TYPE_CHECKING:
+    from peakshop.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+Hook = Callable[[], Awaitable[None]]
+STATUSES = ("pending", "confirmed", "failed", "cancelled")
+FLASH_SCOPE = "sale:{sale_id}"
+ORDERS_SCOPE = "orders"
+
+
+async def run_hooks(hooks: list[Hook]) -> None:
+    for hook in hooks:
+        try:
+            await hook()
+        except Exception:  # the record stands; the hot store is reconciled from it
+            log.exception("hot_state_update_failed")
+
+
+async def confirm(conn: AsyncConnection, order: RowMapping, *, now: datetime) -> bool:
+    """pending -> confirmed: the reserved units become sold."""
+    if not await repository.move_status(
+        conn, order["id"], from_status="pending", to_status="confirmed", now=now
+    ):
+        return False
+    items = (await repository.items_of(conn, [order["id"]]))[order["id"]]
+    for item in items:
+        if order["flash_sale_id"] is not None:
+            await inventory_repository.confirm_in_sale(
+                conn, order["flash_sale_id"], item["quantity"]
+            )
+        else:
+            await inventory_repository.confirm_product(conn, item["product_id"], item["quantity"])
+    metrics.ORDER_TRANSITIONS.labels("confirmed").inc()
+    return True
+
+
+async def end(
+    runtime: Runtime,
+    conn: AsyncConnection,
+    order: RowMapping,
+    *,
+    to_status: str,
+    reason: str | None,
+    now: datetime,
+) -> list[Hook] | None:
+    """pending or confirmed -> failed or cancelled, giving back the units (reserved or sold)
+    and the coupon use. None if the order had moved on meanwhile. Returns the hot-store
+    updates to run after the commit."""
+    from_status = order["status"]
+    if from_status not in ("pending", "confirmed"):
+        return None
+    if not await repository.move_status(
+        conn, order["id"], from_status=from_status, to_status=to_status, now=now, reason=reason
+    ):
+        return None
+    from_sold = from_status == "confirmed"
+    hooks: list[Hook] = []
+    items = (await repository.items_of(conn, [order["id"]]))[order["id"]]
+    for item in items:
+        quantity = item["quantity"]
+        sale_id = order["flash_sale_id"]
+        if sale_id is not None:
+            await inventory_repository.release_in_sale(
+                conn, sale_id, order["user_id"], quantity, from_sold=from_sold
+            )
+            hooks.append(_hot_release(runtime, sale_id, order["user_id"], quantity))
+        else:
+            await inventory_repository.release_product(
+                conn, item["product_id"], quantity, from_sold=from_sold
+            )
+    if order["coupon_code"] is not None:
+        released = await coupon_service.release_redemption(
+            conn, code=order["coupon_code"], order_id=order["id"]
+        )
+        if released is not None:
+            coupon_id, user_id = released
+            hooks.append(lambda: runtime.state.counters.release(coupon_id, user_id))
+    metrics.ORDER_TRANSITIONS.labels(to_status).inc()
+    return hooks
+
+
+def _hot_release(runtime: Runtime, sale_id: int, user_id: str, quantity: int) -> Hook:
+    async def release() -> None:
+        await runtime.state.sales.release(sale_id=sale_id, user_id=user_id, quantity=quantity)
+
+    return release
+
+
+async def load_sale_hot(runtime: Runtime, sale_id: int, *, replace: bool) -> bool:
+    """Put a sale's state from the system of record into the hot store (``replace=False``:
+    only if the store lacks it, e.g. after Redis lost its data)."""
+    async with runtime.db.read() as conn:
+        sale = await inventory_repository.get_sale(conn, sale_id)
+        if sale is None:
+            return False
+        idempotency = await repository.sale_idempotency(conn, sale_id)
+        return await inventory_service.load_hot(
+            runtime.state.sales, conn, sale=sale, idempotency=idempotency, replace=replace
+        )
+
+
+async def record_flash_order(
+    conn: AsyncConnection,
+    *,
+    payload: dict[str, Any],
+    message: JobMessage,
+    now: datetime,
+    pay_by: datetime,
+) -> tuple[str, RowMapping | None]:
+    """Write an admitted flash-sale order, its units and its job row, unless it exists.
+
+    Both the API (right after admission) and a worker (from the queued message, if it gets
+    there first or the API died) call this; whoever comes first writes. Returns:
+    ('created', None); ('exists', None); ('duplicate', other order) when another order holds
+    the idempotency key (the hot store lost its record of it); or ('refused', None) when the
+    system of record has no units left for it (the hot store was behind after losing its
+    data): the order is then recorded as failed, so the key still answers.
+    """
+    scope = FLASH_SCOPE.format(sale_id=payload["sale_id"])
+    subtotal = payload["unit_price_cents"] * payload["quantity"]
+    # The order row first, as the claim: of the API and a worker racing to record the same
+    # order, the second waits on the first's row and then inserts nothing.
+    inserted = await repository.insert_order_unless_exists(
+        conn,
+        {
+            "id": payload["order_id"],
+            "user_id": payload["user_id"],
+            "kind": "flash_sale",
+            "flash_sale_id": payload["sale_id"],
+            "status": "pending",
+            "failure_reason": None,
+            "subtotal_cents": subtotal,
+            "discount_cents": 0,
+            "total_cents": subtotal,
+            "coupon_code": None,
+            "idempotency_scope": scope,
+            "idempotency_key": payload["idempotency_key"],
+            "request_hash": payload["request_hash"],
+            "job_id": message.id,
+            "created_at": now,
+            "updated_at": now,
+            "pay_by": pay_by,
+        },
+        [
+            {
+                "product_id": payload["product_id"],
+                "quantity": payload["quantity"],
+                "unit_price_cents": payload["unit_price_cents"],
+            }
+        ],
+    )
+    if not inserted:
+        if await repository.get_order(conn, payload["order_id"]) is not None:
+            return "exists", None
+        other = await repository.get_by_idempotency(conn, scope, payload["idempotency_key"])
+        assert other is not None, "an order insert can only conflict on its id or its key"
+        return "duplicate", other
+    savepoint = await conn.begin_nested()
+    refusal = await inventory_repository.reserve_in_sale(
+        conn,
+        payload["sale_id"],
+        payload["user_id"],
+        payload["quantity"],
+        per_user_limit=payload["per_user_limit"],
+    )
+    if refusal is None:
+        await savepoint.commit()
+    else:
+        await savepoint.rollback()
+        await repository.move_status(
+            conn,
+            payload["order_id"],
+            from_status="pending",
+            to_status="failed",
+            now=now,
+            reason=refusal,
+        )
+    await jobs_repository.insert_job(conn, message, now=now, available_at=now.timestamp())
+    return ("created", None) if refusal is None else ("refused", None)
+
+
+async def reopen(
+    runtime: Runtime, conn: AsyncConnection, order: RowMapping, *, now: datetime
+) -> tuple[bool, list[Hook]]:
+    """failed -> pending for an order whose processing died (its job was a dead letter that
+    an admin retried): take its units again, or leave it failed if they are gone. Returns
+    (reopened, hot-store updates to undo if the transaction does not commit)."""
+    if order["status"] != "failed" or order["failure_reason"] != "processing_failed":
+        return False, []
+    items = (await repository.items_of(conn, [order["id"]]))[order["id"]]
+    undo: list[Hook] = []
+    savepoint = await conn.begin_nested()
+    refused = False
+    for item in items:
+        sale_id = order["flash_sale_id"]
+        if sale_id is not None:
+            facts = await runtime.sale_directory.get(sale_id)
+            taken = await runtime.state.sales.take(
+                sale_id=sale_id,
+                user_id=order["user_id"],
+                quantity=item["quantity"],
+                per_user_limit=facts.per_user_limit,
+            )
+            if taken == "taken":
+                undo.append(_hot_release(runtime, sale_id, order["user_id"], item["quantity"]))
+            refused = refused or taken not in ("taken", "not_loaded")
+            refused = refused or bool(
+                await inventory_repository.reserve_in_sale(
+                    conn,
+                    sale_id,
+                    order["user_id"],
+                    item["quantity"],
+                    per_user_limit=facts.per_user_limit,
+                )
+            )
+        else:
+            refused = refused or not await inventory_repository.reserve_product(
+                conn, item["product_id"], item["quantity"]
+            )
+    if order["coupon_code"] is not None and not refused:
+        runtime.mark_usage_counters_stale()  # the hot counters are rebuilt from the record
+        try:
+            await coupon_service.redeem(
+                conn,
+                code=order["coupon_code"],
+                user_id=order["user_id"],
+                order_id=order["id"],
+                order_total_cents=order["subtotal_cents"],
+                now=now,
+            )
+        except Exception:
+            refused = True
+    if refused:
+        await savepoint.rollback()
+        await run_hooks(undo)
+        return False, []
+    await savepoint.commit()
+    await repository.move_status(
+        conn, order["id"], from_status="failed", to_status="pending", now=now, reason=None
+    )
+    return True, undo

@@ -1,0 +1,144 @@
+"""SQL of orders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from peakshop.db import upsert_insert
+from peakshop.orders.models import order_items, orders
+
+
+async def insert_order(
+    conn: AsyncConnection, values: dict[str, Any], items: list[dict[str, Any]]
+) -> None:
+    await conn.execute(sa.insert(orders).values(**values))
+    await conn.execute(
+        sa.insert(order_items), [{**item, "order_id": values["id"]} for item in items]
+    )
+
+
+async def insert_order_unless_exists(
+    conn: AsyncConnection, values: dict[str, Any], items: list[dict[str, Any]]
+) -> bool:
+    """Insert the order and its items unless an order with its id or its idempotency key
+    exists (ON CONFLICT on any unique key); True if inserted."""
+    inserted = await conn.execute(
+        upsert_insert(conn, orders).values(**values).on_conflict_do_nothing()
+    )
+    if not inserted.rowcount:
+        return False
+    await conn.execute(
+        sa.insert(order_items), [{**item, "order_id": values["id"]} for item in items]
+    )
+    return True
+
+
+async def get_order(conn: AsyncConnection, order_id: str) -> RowMapping | None:
+    return (await conn.execute(sa.select(orders).where(orders.c.id == order_id))).mappings().first()
+
+
+async def get_by_idempotency(conn: AsyncConnection, scope: str, key: str) -> RowMapping | None:
+    query = sa.select(orders).where(
+        orders.c.idempotency_scope == scope, orders.c.idempotency_key == key
+    )
+    return (await conn.execute(query)).mappings().first()
+
+
+async def items_of(conn: AsyncConnection, order_ids: Sequence[str]) -> dict[str, list[RowMapping]]:
+    query = (
+        sa.select(order_items)
+        .where(order_items.c.order_id.in_(list(order_ids)))
+        .order_by(order_items.c.product_id)
+    )
+    grouped: dict[str, list[RowMapping]] = {order_id: [] for order_id in order_ids}
+    for row in (await conn.execute(query)).mappings():
+        grouped[row["order_id"]].append(row)
+    return grouped
+
+
+async def move_status(
+    conn: AsyncConnection,
+    order_id: str,
+    *,
+    from_status: str,
+    to_status: str,
+    now: datetime,
+    reason: str | None = None,
+) -> bool:
+    """The one way an order changes status: conditional on the status it had, so of two
+    racing transitions (a confirmation and an expiry) exactly one happens."""
+    values: dict[str, Any] = {"status": to_status, "updated_at": now, "failure_reason": reason}
+    result = await conn.execute(
+        sa.update(orders)
+        .where(orders.c.id == order_id, orders.c.status == from_status)
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+async def list_user_orders(
+    conn: AsyncConnection, user_id: str, *, before_seq: int | None, limit: int
+) -> Sequence[RowMapping]:
+    query = (
+        sa.select(orders)
+        .where(orders.c.user_id == user_id)
+        .order_by(orders.c.seq.desc())
+        .limit(limit)
+    )
+    if before_seq is not None:
+        query = query.where(orders.c.seq < sa.literal(before_seq, sa.BigInteger))
+    return (await conn.execute(query)).mappings().all()
+
+
+async def overdue_pending(
+    conn: AsyncConnection, *, now: datetime, limit: int
+) -> Sequence[RowMapping]:
+    query = (
+        sa.select(orders)
+        .where(orders.c.status == "pending", orders.c.pay_by < now)
+        .order_by(orders.c.pay_by)
+        .limit(limit)
+    )
+    return (await conn.execute(query)).mappings().all()
+
+
+async def sale_idempotency(conn: AsyncConnection, sale_id: int) -> dict[str, str]:
+    """The admitted orders of a sale as the hot store keeps them: key -> record."""
+    query = sa.select(
+        orders.c.idempotency_key, orders.c.request_hash, orders.c.id, orders.c.job_id
+    ).where(orders.c.flash_sale_id == sale_id)
+    return {
+        key: admission_record(request_hash, order_id, job_id)
+        for key, request_hash, order_id, job_id in await conn.execute(query)
+    }
+
+
+def admission_record(request_hash: str, order_id: str, job_id: str) -> str:
+    return f"{request_hash}|{order_id}|{job_id}"
+
+
+def parse_record(record: str) -> tuple[str, str, str]:
+    request_hash, order_id, job_id = record.split("|")
+    return request_hash, order_id, job_id
+
+
+async def counts_by_status(conn: AsyncConnection) -> dict[str, int]:
+    rows = await conn.execute(sa.select(orders.c.status, sa.func.count()).group_by(orders.c.status))
+    return {status: int(count) for status, count in rows}
+
+
+async def placed_since(conn: AsyncConnection, since: datetime) -> int:
+    query = sa.select(sa.func.count()).where(orders.c.created_at >= since)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def oldest_pending(conn: AsyncConnection) -> datetime | None:
+    query = sa.select(sa.func.min(orders.c.created_at)).where(orders.c.status == "pending")
+    value: datetime | None = (await conn.execute(query)).scalar()
+    return value

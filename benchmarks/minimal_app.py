@@ -1,8 +1,9 @@
-"""The minimal app that peakshop's coupon validation is measured against.
+"""The minimal app that peakshop's coupon validation and flash-sale admission are measured
+against.
 
-Litestar + msgspec with an ordinary ``@post`` handler: the same body decode (a Struct with
-code, user_id and order_total) and one dict lookup, nothing else (no auth, no metrics, no
-validation log). Served by granian with the options ``peakshop serve`` uses, so that the
+Litestar + msgspec with ordinary ``@post`` handlers: the same body decode (a Struct with
+code, user_id and order_total; a flash-sale order's user_id and quantity) and one dict
+lookup, nothing else (no auth, no metrics, no validation log, no stock). Served by granian with the options ``peakshop serve`` uses, so that the
 ratio of the two measures what peakshop adds on top of the framework and the server.
 
     python benchmarks/minimal_app.py --port 8001
@@ -48,12 +49,32 @@ async def validate(data: ValidateRequest) -> ValidateResponse:
     )
 
 
+class FlashSaleOrderRequest(msgspec.Struct, forbid_unknown_fields=True):
+    user_id: str
+    quantity: int = 1
+
+
+class Accepted(msgspec.Struct):
+    order_id: str
+    job_id: str
+    status: str
+
+
+SALES: dict[int, str] = {number: f"sale-{number}" for number in range(1, 10_001)}
+
+
+@post("/api/v1/flash-sales/{sale_id:int}/orders", status_code=202)
+async def flash_sale_order(sale_id: int, data: FlashSaleOrderRequest) -> Accepted:
+    name = SALES.get(sale_id, "unknown")
+    return Accepted(order_id=f"{name}-{data.user_id}", job_id=name, status="pending")
+
+
 @get("/ready")
 async def ready() -> dict[str, bool]:
     return {"ready": True}
 
 
-app = Litestar(route_handlers=[validate, ready], debug=False)
+app = Litestar(route_handlers=[validate, flash_sale_order, ready], debug=False)
 
 
 def serve(*, host: str, port: int) -> None:

@@ -179,7 +179,7 @@ def test_rate_limit_defaults() -> None:
     assert settings.rate_limit_validate_per_user == "100/second"
     assert settings.rate_limit_validate_per_ip == ""  # off: few storefront backends call it
     assert settings.rate_limit_orders_per_user == "10/second"
-    assert settings.rate_limit_orders_per_ip == "1000/second"
+    assert settings.rate_limit_orders_per_ip == ""
 
 
 def test_rate_limits_are_read_from_the_environment_and_empty_turns_one_off() -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 
 import structlog
 from litestar import Litestar, Request, Response
+from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from peakshop.auth import Tokens
 from peakshop.config import Settings, load_settings
@@ -19,10 +22,12 @@ from peakshop.coupons.openapi import add_validate_operation
 from peakshop.errors import PeakshopError, RateLimited
 from peakshop.inventory import routes as inventory_routes
 from peakshop.jobs import routes as jobs_routes
+from peakshop.kit.asgi import decode_error_field_text
 from peakshop.monitoring import routes as monitoring_routes
 from peakshop.monitoring.logs import configure_logging
 from peakshop.monitoring.middleware import http_metrics_middleware
 from peakshop.orders import routes as order_routes
+from peakshop.orders.openapi import add_flash_sale_order_operation
 from peakshop.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -57,7 +62,7 @@ def _on_validation_error(_: Request, exc: ValidationException) -> Response[objec
     message = first.get("message") or exc.detail
     if field in (None, "data") and isinstance(message, str):
         # A body error: msgspec names the field inside its message.
-        field = coupon_routes.decode_error_field_text(message) or field
+        field = decode_error_field_text(message) or field
     if field == "data":  # the body as a whole (the framework's name for it), not a field
         field = None
         if message == "'data'":  # the framework's KeyError text for an empty body
@@ -80,6 +85,29 @@ def _on_unexpected(request: Request, exc: Exception) -> Response[object]:  # typ
     return _error(500, "internal_error", "internal server error")
 
 
+_FLASH_SALE_ORDER = re.compile(r"^/api/v1/flash-sales/(\d{1,19})/orders$")
+
+
+class PeakshopApp(Litestar):
+    """Litestar, with one endpoint dispatched before the router.
+
+    The flash-sale order endpoint is a thin ASGI handler with a path parameter, and
+    Litestar 2 cannot route HTTP requests to such a handler (its routing trie files an
+    ``@asgi`` handler's parameters under "asgi" and looks them up under the method: a
+    KeyError). So the path is matched here; everything else goes through the router."""
+
+    _flash_sale_order: ASGIApp
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        if scope["type"] == ScopeType.HTTP and (match := _FLASH_SALE_ORDER.match(scope["path"])):
+            scope["litestar_app"] = self
+            scope["path_params"] = {"sale_id": match.group(1)}
+            scope["path_template"] = order_routes.FLASH_SALE_ORDER_PATH
+            await self._flash_sale_order(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
     configure_logging(settings)
@@ -93,7 +121,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             await runtime.stop()
 
-    app = Litestar(
+    app = PeakshopApp(
         route_handlers=[
             coupon_routes.router,
             inventory_routes.router,
@@ -121,9 +149,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         debug=False,
     )
+    app._flash_sale_order = http_metrics_middleware(order_routes.place_flash_sale_order)
     app.state.runtime = runtime
     app.state.tokens = Tokens(settings)
     add_validate_operation(app.openapi_schema)
+    add_flash_sale_order_operation(app.openapi_schema)
     return app
 
 

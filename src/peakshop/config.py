@@ -53,11 +53,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     coupon_index_refresh_seconds: float = 30.0
     migrate_on_start: bool | None = None  # None: only in embedded mode
     # Rate limits in the `limits` notation ("100/second", "10/5 seconds"); "" turns one off.
-    # Validation is called by the storefront's backend from few IPs: no per-IP limit by default.
+    # Validation and placement are called by the storefront's backend from few IPs: no per-IP
+    # limit by default (set one when buyers reach peakshop directly).
     rate_limit_validate_per_user: str = "100/second"
     rate_limit_validate_per_ip: str = ""
     rate_limit_orders_per_user: str = "10/second"
-    rate_limit_orders_per_ip: str = "1000/second"
+    rate_limit_orders_per_ip: str = ""
     # Orders: pending orders not confirmed within the payment window are cancelled.
     payment_window_seconds: float = 900.0
     # Confirmation: "immediate", or "simulated" (a failure rate and a delay, for tests and

@@ -25,6 +25,7 @@ from peakshop.kit.batch_writer import BatchWriter
 from peakshop.monitoring import metrics
 from peakshop.orders import tasks as order_tasks
 from peakshop.orders.payment import build_confirmation
+from peakshop.orders.recording import FlashOrderRecorder
 from peakshop.state import HotState, build_state
 from peakshop.state.limiter import RateLimiter, build_limiter
 
@@ -47,6 +48,7 @@ class Runtime:
             settings, self.db
         )
         self.sale_directory = SaleDirectory(self.db)
+        self.flash_recorder = FlashOrderRecorder(self.db)
         self.payment = build_confirmation(settings)
         self.job_types = {job.name: job for job in order_tasks.job_types(settings)}
         self.worker: Worker | None = None
@@ -113,6 +115,7 @@ class Runtime:
                 await task
         if self.worker is not None:
             await self.worker.stop()
+        await self.flash_recorder.close()
         await self.validation_log.close()
         self.sync_metrics()
         await self.coupon_index.close()

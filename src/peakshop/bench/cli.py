@@ -139,3 +139,88 @@ def validate(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     raise typer.Exit(code)
+
+
+@app.command("flash-sale")
+def flash_sale(
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="single-unit (1 unit, 1,000 buyers), limited (5, 1,500), hyper (10,000, 50,000)."
+        ),
+    ] = "hyper",
+    url: Annotated[str | None, typer.Option(help="A running server.")] = None,
+    spawn: Annotated[
+        bool,
+        typer.Option(
+            "--spawn",
+            help="Start `peakshop serve` (and, in scaled mode, --workers `peakshop worker`s) against the configured database.",
+        ),
+    ] = False,
+    workers: Annotated[int, typer.Option(help="Scaled mode with --spawn: worker processes.")] = 2,
+    users: Annotated[
+        int | None, typer.Option(help="Distinct buyers (default: the scenario's).")
+    ] = None,
+    attempts: Annotated[
+        int | None, typer.Option(help="Attempts (default: the scenario's).")
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Open loop: attempts per second (default: closed loop).")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Open loop: seconds (default attempts / rate).")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Closed loop: connections.")] = 100,
+    procs: Annotated[int, typer.Option(help="Sender processes.")] = 1,
+    compare_minimal: Annotated[
+        bool, typer.Option("--compare-minimal", help="The same attempts against the minimal app.")
+    ] = False,
+    compare_conventional: Annotated[
+        bool,
+        typer.Option(
+            "--compare-conventional",
+            help="Scaled mode: the same attempts against benchmarks/conventional_app.py (SELECT ... FOR UPDATE).",
+        ),
+    ] = False,
+    drain_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the queue to drain the winners.")
+    ] = 120.0,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write everything measured to this file.")
+    ] = None,
+) -> None:
+    """Load-test a flash sale: admission under contention, then the verdict from the
+    database (oversold must be 0, conservation must hold). Exit code 0 when every target
+    passes, 1 otherwise, 2 on bad usage."""
+    from rich.console import Console
+
+    from peakshop.bench.flash_sale import FlashSaleOptions, run
+    from peakshop.config import SettingsError, load_settings
+
+    options = FlashSaleOptions(
+        scenario=scenario,
+        url=url,
+        spawn=spawn,
+        workers=workers,
+        users=users,
+        attempts=attempts,
+        rate=rate,
+        duration=duration,
+        concurrency=concurrency,
+        procs=procs,
+        compare_minimal=compare_minimal,
+        compare_conventional=compare_conventional,
+        drain_timeout=drain_timeout,
+        json_path=json_path,
+    )
+    try:
+        options.check()
+        settings = load_settings()
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=140)
+        code = run(options, settings=settings, console=console)
+    except (ValueError, SettingsError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    raise typer.Exit(code)

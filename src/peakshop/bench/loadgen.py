@@ -24,7 +24,7 @@ import contextlib
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,6 +52,11 @@ class LoadSpec:
     url: str
     bodies: Sequence[bytes]
     headers: dict[str, str] = field(default_factory=dict)
+    # Headers of each body (same index), e.g. an Idempotency-Key per request.
+    body_headers: Sequence[Mapping[str, str]] | None = None
+    # The answers that count as served (and are timed): 2xx by default; a flash sale's 409
+    # (sold out) is an answer too.
+    ok_statuses: frozenset[int] = frozenset(range(200, 300))
     mode: Mode = "closed"
     concurrency: int = 1  # closed: workers; open: most connections open at once
     requests: int | None = None  # closed loop: stop after this many (this sender's share)
@@ -73,6 +78,8 @@ class LoadSpec:
             raise ValueError("open loop needs a positive rate and a duration")
         if not 0 <= self.offset < self.stride:
             raise ValueError("offset must be in [0, stride)")
+        if self.body_headers is not None and len(self.body_headers) != len(self.bodies):
+            raise ValueError("body_headers must have one entry per body")
 
 
 @dataclass(kw_only=True)
@@ -214,13 +221,16 @@ class _Sender:
         self.errors: dict[str, int] = {}
         self.sent = 0
 
-    async def post(self, body: bytes) -> bool:
-        """Send one request and read the answer; True for a 2xx. Failures (other statuses,
-        errors by kind) are counted, and only successes are timed: a fast 401 or 503 must
-        not pass for a fast answer."""
+    async def post(self, index: int) -> bool:
+        """Send body ``index`` and read the answer; True for an expected status (2xx by
+        default). Failures (other statuses, errors by kind) are counted, and only successes
+        are timed: a fast 401 or 503 must not pass for a fast answer."""
         self.sent += 1
+        spec = self.spec
+        body = spec.bodies[index]
+        headers = None if spec.body_headers is None else spec.body_headers[index]
         try:
-            async with self.session.post(self.url, data=body) as response:
+            async with self.session.post(self.url, data=body, headers=headers) as response:
                 await response.read()
                 status = response.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -228,11 +238,11 @@ class _Sender:
             self.errors[kind] = self.errors.get(kind, 0) + 1
             return False
         self.statuses[status] = self.statuses.get(status, 0) + 1
-        return 200 <= status < 300
+        return status in spec.ok_statuses
 
     async def closed_loop(self) -> None:
         spec = self.spec
-        bodies, count, stride, offset = spec.bodies, len(spec.bodies), spec.stride, spec.offset
+        count, stride, offset = len(spec.bodies), spec.stride, spec.offset
         limit = spec.requests
         deadline = None if spec.duration is None else time.monotonic_ns() + int(spec.duration * 1e9)
         numbers = itertools.count()
@@ -246,7 +256,7 @@ class _Sender:
                 sent_at = clock()
                 if deadline is not None and sent_at >= deadline:
                     return
-                if await self.post(bodies[(offset + number * stride) % count]):
+                if await self.post((offset + number * stride) % count):
                     latencies.append(clock() - sent_at)
 
         await asyncio.gather(*(worker() for _ in range(spec.concurrency)))
@@ -254,14 +264,14 @@ class _Sender:
     async def open_loop(self, start_ns: int) -> int:
         spec = self.spec
         assert spec.rate is not None and spec.duration is not None
-        bodies, count = spec.bodies, len(spec.bodies)
+        count = len(spec.bodies)
         clock = time.monotonic_ns
         in_flight: set[asyncio.Task[None]] = set()
 
-        async def send(scheduled_ns: int, body: bytes) -> None:
+        async def send(scheduled_ns: int, index: int) -> None:
             started = clock()
             self.lags.append(started - scheduled_ns)
-            if await self.post(body):
+            if await self.post(index):
                 done = clock()
                 # From the schedule; from the actual send if that was earlier (see below), so
                 # that the timer's granularity can never shorten a latency.
@@ -278,7 +288,7 @@ class _Sender:
         ):
             planned += 1
             await _sleep_until(scheduled_ns)
-            task = asyncio.create_task(send(scheduled_ns, bodies[slot % count]))
+            task = asyncio.create_task(send(scheduled_ns, slot % count))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
         if in_flight:
@@ -291,7 +301,7 @@ class _Sender:
             mode=self.spec.mode,
             sent=self.sent,
             responses=sum(self.statuses.values()),
-            ok=sum(n for status, n in self.statuses.items() if 200 <= status < 300),
+            ok=sum(n for status, n in self.statuses.items() if status in self.spec.ok_statuses),
             statuses=dict(self.statuses),
             errors=dict(self.errors),
             started_ns=started_ns,

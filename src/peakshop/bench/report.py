@@ -155,6 +155,7 @@ def summarize(result: LoadResult, **meta: Any) -> dict[str, Any]:
         "succeeded": result.ok,
         "failed": result.failed,
         "non_2xx": {str(s): n for s, n in sorted(result.statuses.items()) if not 200 <= s < 300},
+        "statuses": {str(s): n for s, n in sorted(result.statuses.items())},
         "errors": dict(sorted(result.errors.items())),
         "duration_s": result.duration_s,
         # Successful requests only; latencies too are those of the successes.

@@ -9,7 +9,7 @@ shows who used the two cores: the server, the senders, or something else on the 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,8 @@ class Runner:
     timeout: float = 30.0
     max_lag_ms: float = 5.0
     path: str = VALIDATE_PATH
+    body_headers: Sequence[Mapping[str, str]] | None = None
+    ok_statuses: frozenset[int] = frozenset(range(200, 300))
     wait_quiet: float = 0.0  # seconds to wait, before each run, for the machine to be idle
     runs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -56,6 +58,8 @@ class Runner:
             url=server.url + self.path,
             bodies=self.bodies,
             headers={"Authorization": f"Bearer {self.token}"},
+            body_headers=self.body_headers,
+            ok_statuses=self.ok_statuses,
             mode=mode,
             concurrency=concurrency,
             requests=requests,

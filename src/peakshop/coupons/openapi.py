@@ -24,7 +24,7 @@ _AMOUNT = Schema(
     description="Amount with at most two decimals, 0 to 1,000,000,000",
     examples=["49.90"],
 )
-_ERROR = Schema(
+ERROR_SCHEMA = Schema(
     type=OpenAPIType.OBJECT,
     properties={
         "error": Schema(
@@ -43,7 +43,7 @@ _ERROR = Schema(
 )
 
 
-def _json(schema: Schema, description: str) -> OpenAPIResponse:
+def json_response(schema: Schema, description: str) -> OpenAPIResponse:
     return OpenAPIResponse(
         description=description, content={"application/json": OpenAPIMediaType(schema=schema)}
     )
@@ -90,12 +90,12 @@ def add_validate_operation(schema: OpenAPI) -> None:
             content={"application/json": OpenAPIMediaType(schema=request)}, required=True
         ),
         responses={
-            "200": _json(response, "Validation result (valid or the reason it is not)"),
-            "400": _json(_ERROR, "Malformed body or field; error.field names it"),
-            "401": _json(_ERROR, "Missing or invalid bearer token"),
-            "413": _json(_ERROR, "Body too large"),
-            "429": _json(
-                _ERROR,
+            "200": json_response(response, "Validation result (valid or the reason it is not)"),
+            "400": json_response(ERROR_SCHEMA, "Malformed body or field; error.field names it"),
+            "401": json_response(ERROR_SCHEMA, "Missing or invalid bearer token"),
+            "413": json_response(ERROR_SCHEMA, "Body too large"),
+            "429": json_response(
+                ERROR_SCHEMA,
                 "Rate limit of the user or the client IP exceeded; the body's retry_after and "
                 "scope (user, ip) and the Retry-After header say when to retry",
             ),

@@ -16,7 +16,7 @@ from litestar import Router, asgi, get, patch, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Response
-from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
+from litestar.types import Receive, Scope, Send
 from sqlalchemy.exc import IntegrityError
 
 from peakshop.auth import admin_guard, service_guard
@@ -38,68 +38,18 @@ from peakshop.coupons.schemas import (
     ValidationLogPage,
 )
 from peakshop.coupons.tasks import ValidationLogRecord
-from peakshop.errors import InvalidInput, PeakshopError, RateLimited
+from peakshop.errors import InvalidInput, PeakshopError
+from peakshop.kit.asgi import authorization, client_ip, decode, read_body, send_error, send_json
 from peakshop.kit.clock import from_db, utcnow
 from peakshop.kit.money import format_cents, parse_cents
 from peakshop.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page_of
 from peakshop.monitoring import metrics
 from peakshop.runtime import Runtime
 
-MAX_BODY_BYTES = 16 * 1024
 _CODE_RE = re.compile(CODE_PATTERN)
 _ID_RE = re.compile(ID_PATTERN)
-_FIELD_RE = re.compile(r"`\$\.([A-Za-z_]+)|field `([A-Za-z_]+)`")
 _validate_decoder = msgspec.json.Decoder(ValidateRequest)
 _encoder = msgspec.json.Encoder()
-_JSON_HEADERS = [(b"content-type", b"application/json")]
-
-
-def decode_error_field(exc: msgspec.MsgspecError) -> str | None:
-    return decode_error_field_text(str(exc))
-
-
-def decode_error_field_text(message: str) -> str | None:
-    """The field named in a msgspec error message ("... - at `$.order_total`")."""
-    match = _FIELD_RE.search(message)
-    return (match.group(1) or match.group(2)) if match else None
-
-
-async def _send_json(
-    send: Send, status: int, body: bytes, headers: tuple[tuple[bytes, bytes], ...] = ()
-) -> None:
-    start: HTTPResponseStartEvent = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), *headers],
-    }
-    await send(start)
-    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
-    await send(end)
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise InvalidInput("client disconnected")
-        chunk = message["body"]
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise PeakshopError(
-                f"request body over {MAX_BODY_BYTES} bytes", code="payload_too_large"
-            )
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _authorization(scope: Scope) -> bytes | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return value
-    return None
 
 
 def parse_amount(value: Any, field: str) -> int:
@@ -116,18 +66,10 @@ async def validate_coupon(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         if scope.get("method") != "POST":
             raise PeakshopError("use POST", code="method_not_allowed")
-        scope["litestar_app"].state.tokens.check(_authorization(scope), admin_only=False)
-        try:
-            request = _validate_decoder.decode(await _read_body(receive))
-        except msgspec.MsgspecError as exc:
-            raise InvalidInput(str(exc), field=decode_error_field(exc)) from exc
-        except UnicodeDecodeError as exc:  # invalid UTF-8 inside a JSON string
-            raise InvalidInput("the request body is not valid UTF-8") from exc
+        scope["litestar_app"].state.tokens.check(authorization(scope), admin_only=False)
+        request = decode(_validate_decoder, await read_body(receive))
         total = parse_amount(request.order_total, "order_total")
-        client = scope.get("client")
-        await runtime.limiter.check(
-            "validate", user_id=request.user_id, client_ip=client[0] if client else None
-        )
+        await runtime.limiter.check("validate", user_id=request.user_id, client_ip=client_ip(scope))
         code = request.code.upper()
         reason, discount = await service.validate(
             index=runtime.coupon_index,
@@ -138,15 +80,7 @@ async def validate_coupon(scope: Scope, receive: Receive, send: Send) -> None:
             now=time.time(),
         )
     except PeakshopError as exc:
-        status = {"method_not_allowed": 405, "payload_too_large": 413}.get(
-            exc.code, exc.status_code
-        )
-        headers = (
-            ((b"retry-after", str(exc.retry_after).encode()),)
-            if isinstance(exc, RateLimited)
-            else ()
-        )
-        await _send_json(send, status, _encoder.encode(exc.to_body()), headers)
+        await send_error(send, exc)
         return
     body = _encoder.encode(
         ValidateResponse(
@@ -157,7 +91,7 @@ async def validate_coupon(scope: Scope, receive: Receive, send: Send) -> None:
             reason=reason,  # type: ignore[arg-type]
         )
     )
-    await _send_json(send, 200, body)
+    await send_json(send, 200, body)
     metrics.VALIDATION_BY_REASON[reason or "valid"].inc()
     runtime.validation_log.emit(
         ValidationLogRecord(

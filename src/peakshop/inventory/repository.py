@@ -200,6 +200,38 @@ async def reserve_in_sale(
     return None
 
 
+async def take_from_sale(conn: AsyncConnection, sale_id: int, units: int) -> bool:
+    """Reserve ``units`` of a sale in one statement, if it has them."""
+    taken = await conn.execute(
+        sa.update(flash_sales)
+        .where(flash_sales.c.id == sale_id, flash_sales.c.remaining >= units)
+        .values(remaining=flash_sales.c.remaining - units, reserved=flash_sales.c.reserved + units)
+    )
+    return bool(taken.rowcount)
+
+
+async def hold_for_buyers(conn: AsyncConnection, holds: list[tuple[int, str, int, int]]) -> int:
+    """Add (sale, user, units, cap) holds, each only if the buyer stays within the cap;
+    the count of holds taken. One statement per sale."""
+    by_sale: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for sale_id, user_id, units, cap in holds:
+        by_sale.setdefault((sale_id, cap), []).append(
+            {"sale_id": sale_id, "user_id": user_id, "quantity": units}
+        )
+    taken = 0
+    for (_, cap), rows in by_sale.items():
+        if any(row["quantity"] > cap for row in rows):
+            return 0
+        insert = upsert_insert(conn, flash_sale_buyers)
+        statement = insert.on_conflict_do_update(
+            index_elements=["sale_id", "user_id"],
+            set_={"quantity": flash_sale_buyers.c.quantity + insert.excluded.quantity},
+            where=flash_sale_buyers.c.quantity + insert.excluded.quantity <= cap,
+        ).returning(flash_sale_buyers.c.user_id)
+        taken += len((await conn.execute(statement, rows)).all())
+    return taken
+
+
 async def confirm_in_sale(conn: AsyncConnection, sale_id: int, quantity: int) -> None:
     await conn.execute(
         sa.update(flash_sales)

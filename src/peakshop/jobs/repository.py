@@ -56,6 +56,13 @@ async def insert_job(
     return bool(result.rowcount)
 
 
+async def insert_jobs(
+    conn: AsyncConnection, messages: list[JobMessage], *, now: datetime, available_at: float
+) -> None:
+    rows = [_values(message, now=now, available_at=available_at) for message in messages]
+    await conn.execute(upsert_insert(conn, jobs).on_conflict_do_nothing(), rows)
+
+
 async def get_job(conn: AsyncConnection, job_id: str) -> RowMapping | None:
     return (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).mappings().first()
 
@@ -102,6 +109,44 @@ async def start_job(
         # sees it; if it still cannot claim, the job is not startable.
         await insert_job(conn, message, now=now, available_at=epoch)
     return None
+
+
+async def start_jobs(
+    conn: AsyncConnection, messages: list[JobMessage], *, now: datetime, epoch: float, lease: float
+) -> dict[str, int]:
+    """``start_job`` for a batch: the attempt number of each job claimed (missing rows are
+    created from their messages); the others are not startable."""
+    claimed = await _claim(conn, [m.id for m in messages], now=now, epoch=epoch, lease=lease)
+    unclaimed = [m for m in messages if m.id not in claimed]
+    if unclaimed:
+        await insert_jobs(conn, unclaimed, now=now, available_at=epoch)
+        claimed |= await _claim(conn, [m.id for m in unclaimed], now=now, epoch=epoch, lease=lease)
+    return claimed
+
+
+async def _claim(
+    conn: AsyncConnection, ids: list[str], *, now: datetime, epoch: float, lease: float
+) -> dict[str, int]:
+    result = await conn.execute(
+        sa.update(jobs)
+        .where(jobs.c.id.in_(ids), _startable(epoch))
+        .values(
+            status="processing",
+            attempts=jobs.c.attempts + 1,
+            locked_until=epoch + lease,
+            updated_at=now,
+        )
+        .returning(jobs.c.id, jobs.c.attempts)
+    )
+    return {job_id: int(attempts) for job_id, attempts in result}
+
+
+async def finish_jobs(conn: AsyncConnection, job_ids: list[str], *, now: datetime) -> None:
+    await conn.execute(
+        sa.update(jobs)
+        .where(jobs.c.id.in_(job_ids))
+        .values(status="done", locked_until=None, updated_at=now, finished_at=now, last_error=None)
+    )
 
 
 async def finish_job(conn: AsyncConnection, job_id: str, *, now: datetime) -> None:

@@ -62,6 +62,8 @@ class JobContext:
 
 
 Handler = Callable[[JobContext, dict[str, Any]], Awaitable[None]]
+# A whole batch at once: one outcome per job, None for done or the exception of a failed one.
+BatchHandler = Callable[[list[JobContext], list[dict[str, Any]]], Awaitable[list[Exception | None]]]
 DeadHandler = Callable[[JobContext, dict[str, Any], str], Awaitable[None]]
 
 
@@ -72,6 +74,8 @@ class JobType:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # Compensation when the last attempt failed; runs once, before the job is buried.
     on_dead: DeadHandler | None = None
+    # Optional: many jobs of this type in a few transactions instead of a few each.
+    handle_batch: BatchHandler | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,22 +160,83 @@ class Worker:
                 log.exception("queue_receive_failed")
                 await asyncio.sleep(1.0)
                 continue
+            batches: dict[str, list[Delivery]] = {}
             for delivery in deliveries:
-                await self._slots.acquire()
-                self._busy += 1
-                task = asyncio.create_task(self._run_one(delivery))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
+                job_type = self._types.get(delivery.message.name)
+                if job_type is not None and job_type.handle_batch is not None:
+                    batches.setdefault(job_type.name, []).append(delivery)
+                else:
+                    await self._spawn(self.process(delivery), 1)
+            for name, batch in batches.items():
+                await self._spawn(self.process_batch(self._types[name], batch), len(batch))
 
-    async def _run_one(self, delivery: Delivery) -> None:
+    async def _spawn(self, work: Awaitable[None], size: int) -> None:
+        await self._slots.acquire()
+        self._busy += size
+        task = asyncio.create_task(self._run(work, size))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run(self, work: Awaitable[None], size: int) -> None:
         try:
-            await self.process(delivery)
+            await work
         except Exception:
-            # The delivery stays unacked: it comes back after the lease.
-            log.exception("job_processing_crashed", job=delivery.message.id)
+            # The deliveries stay unacked: they come back after the lease.
+            log.exception("job_processing_crashed")
         finally:
-            self._busy -= 1
+            self._busy -= size
             self._slots.release()
+
+    async def process_batch(self, job_type: JobType, deliveries: list[Delivery]) -> None:
+        assert job_type.handle_batch is not None
+        db = self._runtime.db
+        async with db.write() as conn:
+            attempts = await repository.start_jobs(
+                conn,
+                [d.message for d in deliveries],
+                now=utcnow(),
+                epoch=time.time(),
+                lease=self._lease,
+            )
+        started = time.perf_counter()
+        todo: list[tuple[Delivery, JobContext]] = []
+        for delivery in deliveries:
+            attempt = attempts.get(delivery.message.id)
+            if attempt is None:
+                metrics.JOBS_PROCESSED.labels(job_type.name, "skipped").inc()
+                await self._queue.ack(delivery)
+            else:
+                todo.append((delivery, JobContext(self._runtime, delivery.message, attempt)))
+        if not todo:
+            return
+        metrics.JOBS_IN_FLIGHT.inc(len(todo))
+        try:
+            contexts = [context for _, context in todo]
+            payloads = [msgspec.json.decode(d.message.payload) for d, _ in todo]
+            try:
+                outcomes = await job_type.handle_batch(contexts, payloads)
+            except Exception as exc:
+                outcomes = [exc] * len(todo)
+            done = [
+                (d, c) for (d, c), outcome in zip(todo, outcomes, strict=True) if outcome is None
+            ]
+            if done:
+                async with db.write() as conn:
+                    await repository.finish_jobs(
+                        conn, [d.message.id for d, _ in done], now=utcnow()
+                    )
+                for delivery, context in done:
+                    await context.run_after_commit()
+                    await self._queue.ack(delivery)
+                metrics.JOBS_PROCESSED.labels(job_type.name, "done").inc(len(done))
+            for (delivery, context), outcome in zip(todo, outcomes, strict=True):
+                if outcome is not None:
+                    await self._failed(delivery, job_type, context, outcome)
+        finally:
+            metrics.JOBS_IN_FLIGHT.dec(len(todo))
+            elapsed = time.perf_counter() - started
+            for _ in todo:
+                metrics.JOB_SECONDS.labels(job_type.name).observe(elapsed)
 
     async def process(self, delivery: Delivery) -> None:
         message = delivery.message

@@ -87,6 +87,11 @@ FLASH_SALE_ADMISSIONS = Counter(
     "Flash-sale order attempts by outcome: admitted, replayed, or the rejection reason.",
     ["outcome"],
 )
+# Pre-bound children: the admission path increments without a label lookup.
+FLASH_SALE_ADMISSIONS_BY_OUTCOME = {
+    outcome: FLASH_SALE_ADMISSIONS.labels(outcome)
+    for outcome in ("admitted", "replayed", "sold_out", "user_limit_reached", "not_active")
+}
 ORDERS_PLACED = Counter(
     "peakshop_orders_placed_total",
     "Regular order attempts by outcome: placed, replayed, or the rejection reason.",

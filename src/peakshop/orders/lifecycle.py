@@ -9,9 +9,10 @@ stock.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy.engine import RowMapping
@@ -20,8 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from peakshop.coupons import service as coupon_service
 from peakshop.inventory import repository as inventory_repository
 from peakshop.inventory import service as inventory_service
-from peakshop.jobs import repository as jobs_repository
-from peakshop.jobs.queue import JobMessage
 from peakshop.monitoring import metrics
 from peakshop.orders import repository
 
@@ -60,6 +59,30 @@ async def confirm(conn: AsyncConnection, order: RowMapping, *, now: datetime) ->
             await inventory_repository.confirm_product(conn, item["product_id"], item["quantity"])
     metrics.ORDER_TRANSITIONS.labels("confirmed").inc()
     return True
+
+
+async def confirm_many(
+    conn: AsyncConnection, order_rows: list[RowMapping], *, now: datetime
+) -> int:
+    """``confirm`` for a batch, with one stock statement per sale and per product."""
+    moved = await repository.confirm_pending(conn, [row["id"] for row in order_rows], now=now)
+    if not moved:
+        return 0
+    sale_of = {row["id"]: row["flash_sale_id"] for row in order_rows}
+    per_sale: dict[int, int] = defaultdict(int)
+    per_product: dict[int, int] = defaultdict(int)
+    for order_id, items in (await repository.items_of(conn, moved)).items():
+        for item in items:
+            if sale_of[order_id] is not None:
+                per_sale[sale_of[order_id]] += item["quantity"]
+            else:
+                per_product[item["product_id"]] += item["quantity"]
+    for sale_id, units in sorted(per_sale.items()):  # a fixed lock order
+        await inventory_repository.confirm_in_sale(conn, sale_id, units)
+    for product_id, units in sorted(per_product.items()):
+        await inventory_repository.confirm_product(conn, product_id, units)
+    metrics.ORDER_TRANSITIONS.labels("confirmed").inc(len(moved))
+    return len(moved)
 
 
 async def end(
@@ -125,86 +148,6 @@ async def load_sale_hot(runtime: Runtime, sale_id: int, *, replace: bool) -> boo
         return await inventory_service.load_hot(
             runtime.state.sales, conn, sale=sale, idempotency=idempotency, replace=replace
         )
-
-
-async def record_flash_order(
-    conn: AsyncConnection,
-    *,
-    payload: dict[str, Any],
-    message: JobMessage,
-    now: datetime,
-    pay_by: datetime,
-) -> tuple[str, RowMapping | None]:
-    """Write an admitted flash-sale order, its units and its job row, unless it exists.
-
-    Both the API (right after admission) and a worker (from the queued message, if it gets
-    there first or the API died) call this; whoever comes first writes. Returns:
-    ('created', None); ('exists', None); ('duplicate', other order) when another order holds
-    the idempotency key (the hot store lost its record of it); or ('refused', None) when the
-    system of record has no units left for it (the hot store was behind after losing its
-    data): the order is then recorded as failed, so the key still answers.
-    """
-    scope = FLASH_SCOPE.format(sale_id=payload["sale_id"])
-    subtotal = payload["unit_price_cents"] * payload["quantity"]
-    # The order row first, as the claim: of the API and a worker racing to record the same
-    # order, the second waits on the first's row and then inserts nothing.
-    inserted = await repository.insert_order_unless_exists(
-        conn,
-        {
-            "id": payload["order_id"],
-            "user_id": payload["user_id"],
-            "kind": "flash_sale",
-            "flash_sale_id": payload["sale_id"],
-            "status": "pending",
-            "failure_reason": None,
-            "subtotal_cents": subtotal,
-            "discount_cents": 0,
-            "total_cents": subtotal,
-            "coupon_code": None,
-            "idempotency_scope": scope,
-            "idempotency_key": payload["idempotency_key"],
-            "request_hash": payload["request_hash"],
-            "job_id": message.id,
-            "created_at": now,
-            "updated_at": now,
-            "pay_by": pay_by,
-        },
-        [
-            {
-                "product_id": payload["product_id"],
-                "quantity": payload["quantity"],
-                "unit_price_cents": payload["unit_price_cents"],
-            }
-        ],
-    )
-    if not inserted:
-        if await repository.get_order(conn, payload["order_id"]) is not None:
-            return "exists", None
-        other = await repository.get_by_idempotency(conn, scope, payload["idempotency_key"])
-        assert other is not None, "an order insert can only conflict on its id or its key"
-        return "duplicate", other
-    savepoint = await conn.begin_nested()
-    refusal = await inventory_repository.reserve_in_sale(
-        conn,
-        payload["sale_id"],
-        payload["user_id"],
-        payload["quantity"],
-        per_user_limit=payload["per_user_limit"],
-    )
-    if refusal is None:
-        await savepoint.commit()
-    else:
-        await savepoint.rollback()
-        await repository.move_status(
-            conn,
-            payload["order_id"],
-            from_status="pending",
-            to_status="failed",
-            now=now,
-            reason=refusal,
-        )
-    await jobs_repository.insert_job(conn, message, now=now, available_at=now.timestamp())
-    return ("created", None) if refusal is None else ("refused", None)
 
 
 async def reopen(

@@ -28,6 +28,7 @@ from peakshop.monitoring import metrics
 from peakshop.orders import lifecycle, repository
 from peakshop.orders.errors import IdempotencyKeyReused
 from peakshop.orders.lifecycle import ORDERS_SCOPE
+from peakshop.orders.recording import Admitted
 from peakshop.orders.repository import admission_record, parse_record
 from peakshop.orders.schemas import Accepted, OrderItemRequest
 from peakshop.orders.tasks import PROCESS_ORDER
@@ -109,10 +110,9 @@ async def place_flash_sale_order(
         raise AdmissionRejected(admission.outcome, f"flash sale {sale_id}: {admission.outcome}")
     pay_by = now + timedelta(seconds=runtime.settings.payment_window_seconds)
     try:
-        async with runtime.db.write() as conn:
-            outcome, other = await lifecycle.record_flash_order(
-                conn, payload=payload, message=message, now=now, pay_by=pay_by
-            )
+        outcome, other = await runtime.flash_recorder.record(
+            Admitted(payload=payload, message=message, now=now, pay_by=pay_by)
+        )
     except Exception as exc:
         if admission.enqueued:
             # The order's message is queued with everything needed: a worker records it.

@@ -39,8 +39,37 @@ async def insert_order_unless_exists(
     return True
 
 
+async def insert_orders_unless_exist(conn: AsyncConnection, rows: list[dict[str, Any]]) -> int:
+    """Insert many orders (no items), skipping those whose id or key exists; the count
+    inserted."""
+    statement = upsert_insert(conn, orders).on_conflict_do_nothing().returning(orders.c.id)
+    return len((await conn.execute(statement, rows)).all())
+
+
+async def insert_items(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    await conn.execute(sa.insert(order_items), rows)
+
+
 async def get_order(conn: AsyncConnection, order_id: str) -> RowMapping | None:
     return (await conn.execute(sa.select(orders).where(orders.c.id == order_id))).mappings().first()
+
+
+async def get_orders(conn: AsyncConnection, order_ids: Sequence[str]) -> dict[str, RowMapping]:
+    query = sa.select(orders).where(orders.c.id.in_(list(order_ids)))
+    return {row["id"]: row for row in (await conn.execute(query)).mappings()}
+
+
+async def confirm_pending(
+    conn: AsyncConnection, order_ids: Sequence[str], *, now: datetime
+) -> list[str]:
+    """pending -> confirmed for many orders at once; the ids that moved."""
+    result = await conn.execute(
+        sa.update(orders)
+        .where(orders.c.id.in_(list(order_ids)), orders.c.status == "pending")
+        .values(status="confirmed", updated_at=now, failure_reason=None)
+        .returning(orders.c.id)
+    )
+    return [row[0] for row in result]
 
 
 async def get_by_idempotency(conn: AsyncConnection, scope: str, key: str) -> RowMapping | None:

@@ -5,17 +5,28 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
+import msgspec
 from litestar import Request, Router, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Response
+from litestar.types import Receive, Scope, Send
 
 from peakshop.auth import admin_guard, service_guard
 from peakshop.coupons.schemas import ID_PATTERN
 from peakshop.errors import InvalidInput, PeakshopError
-from peakshop.inventory.errors import AdmissionRejected
+from peakshop.inventory.errors import AdmissionRejected, SaleNotFound
 from peakshop.jobs import service as jobs_service
 from peakshop.jobs.schemas import JobOut
+from peakshop.kit.asgi import (
+    authorization,
+    client_ip,
+    decode,
+    header,
+    read_body,
+    send_error,
+    send_json,
+)
 from peakshop.kit.clock import utcnow
 from peakshop.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from peakshop.monitoring import metrics
@@ -61,33 +72,59 @@ def _client_ip(request: Request) -> str | None:  # type: ignore[type-arg]
     return request.client.host if request.client else None
 
 
-@post("/api/v1/flash-sales/{sale_id:int}/orders", guards=[service_guard], status_code=202)
-async def place_flash_sale_order(
-    request: Request,  # type: ignore[type-arg]
-    sale_id: FromPath[int],
-    data: JSONBody[FlashSaleOrderRequest],
-    state: State,
-    idempotency_key: IdempotencyKey = None,
-) -> Response[Accepted]:
+def _sale_id(scope: Scope) -> int:
+    sale_id = int(scope["path_params"]["sale_id"])
+    if not 1 <= sale_id < 2**63:
+        raise SaleNotFound(sale_id)
+    return sale_id
+
+
+def _count_admission(outcome: str) -> None:
+    child = metrics.FLASH_SALE_ADMISSIONS_BY_OUTCOME.get(outcome)
+    (child or metrics.FLASH_SALE_ADMISSIONS.labels(outcome)).inc()
+
+
+_flash_decoder = msgspec.json.Decoder(FlashSaleOrderRequest)
+_encoder = msgspec.json.Encoder()
+_REPLAY_HEADERS = ((b"idempotent-replay", b"true"),)
+
+
+FLASH_SALE_ORDER_PATH = "/api/v1/flash-sales/{sale_id:int}/orders"
+
+
+async def place_flash_sale_order(scope: Scope, receive: Receive, send: Send) -> None:
     """Buy in a flash sale: admitted or refused at once by the hot store (409 with the
-    reason: sold_out, user_limit_reached, not_active); the order is processed by the queue."""
-    runtime: Runtime = state.runtime
-    key = _key(idempotency_key)
-    await runtime.limiter.check("orders", user_id=data.user_id, client_ip=_client_ip(request))
+    reason: sold_out, user_limit_reached, not_active); the order is processed by the queue.
+
+    A thin ASGI handler (see kit/asgi.py): losers, most of a sale's traffic, are refused at
+    the hot store's speed. It is dispatched by ``PeakshopApp`` before the router (see
+    app.py); its OpenAPI entry is in openapi.py."""
+    runtime: Runtime = scope["litestar_app"].state.runtime
     try:
+        if scope.get("method") != "POST":
+            raise PeakshopError("use POST", code="method_not_allowed")
+        scope["litestar_app"].state.tokens.check(authorization(scope), admin_only=False)
+        raw_key = header(scope, b"idempotency-key")
+        key = _key(None if raw_key is None else raw_key.decode("latin-1"))
+        data = decode(_flash_decoder, await read_body(receive))
+        await runtime.limiter.check("orders", user_id=data.user_id, client_ip=client_ip(scope))
         answer, replay = await placement.place_flash_sale_order(
             runtime,
-            sale_id=sale_id,
+            sale_id=_sale_id(scope),
             user_id=data.user_id,
             quantity=data.quantity,
             idempotency_key=key,
             now=utcnow(),
         )
     except AdmissionRejected as exc:
-        metrics.FLASH_SALE_ADMISSIONS.labels(exc.reason).inc()
-        raise
-    metrics.FLASH_SALE_ADMISSIONS.labels("replayed" if replay else "admitted").inc()
-    return _accepted(answer, replay)
+        _count_admission(exc.reason)
+        await send_error(send, exc)
+        return
+    except PeakshopError as exc:
+        await send_error(send, exc)
+        return
+    _count_admission("replayed" if replay else "admitted")
+    await send_json(send, 202, _encoder.encode(answer), _REPLAY_HEADERS if replay else ())
 
 
 @post("/api/v1/orders", guards=[service_guard], status_code=202)
@@ -166,7 +203,6 @@ async def user_orders(
 router = Router(
     path="/",
     route_handlers=[
-        place_flash_sale_order,
         place_order,
         order_metrics,
         get_job,

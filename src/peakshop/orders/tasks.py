@@ -3,6 +3,7 @@ retries and a compensating dead letter) and the payment-window sweep."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ from peakshop.config import Settings
 from peakshop.jobs.retry import RetryPolicy
 from peakshop.jobs.worker import JobContext, JobType, Sweep
 from peakshop.kit.clock import utcnow
-from peakshop.orders import lifecycle, repository
+from peakshop.orders import lifecycle, recording, repository
 
 if TYPE_CHECKING:
     from peakshop.runtime import Runtime
@@ -36,7 +37,7 @@ async def process_order(context: JobContext, payload: dict[str, Any]) -> None:
         now = utcnow()
         pay_by = now + timedelta(seconds=runtime.settings.payment_window_seconds)
         async with runtime.db.write() as conn:
-            outcome, _ = await lifecycle.record_flash_order(
+            outcome, _ = await recording.record_flash_order(
                 conn, payload=payload, message=context.message, now=now, pay_by=pay_by
             )
         if outcome == "duplicate":  # another order holds the key: give these units back
@@ -62,6 +63,105 @@ async def process_order(context: JobContext, payload: dict[str, Any]) -> None:
     await runtime.payment.confirm(order_id=order_id, total_cents=order["total_cents"])
     async with runtime.db.write() as conn:
         await lifecycle.confirm(conn, order, now=utcnow())
+
+
+async def process_orders(
+    contexts: list[JobContext], payloads: list[dict[str, Any]]
+) -> list[Exception | None]:
+    """``process_order`` for a batch: one read, one write for the orders the API had not
+    recorded yet, the payments at once, one write for the confirmations. Anything out of the
+    ordinary (a dead letter retried) goes through ``process_order`` alone."""
+    runtime = contexts[0].runtime
+    outcomes: list[Exception | None] = [None] * len(payloads)
+    ids = [payload["order_id"] for payload in payloads]
+    async with runtime.db.read() as conn:
+        rows = await repository.get_orders(conn, ids)
+    missing = [i for i, order_id in enumerate(ids) if order_id not in rows]
+    if missing:
+        await _record_missing(contexts, payloads, missing, outcomes)
+        async with runtime.db.read() as conn:
+            rows.update(await repository.get_orders(conn, [ids[i] for i in missing]))
+    pending: list[int] = []
+    for index, order_id in enumerate(ids):
+        order = rows.get(order_id)
+        if order is None or outcomes[index] is not None:
+            continue
+        if order["status"] == "failed":
+            outcomes[index] = await _alone(contexts[index], payloads[index])
+        elif order["status"] == "pending":
+            pending.append(index)
+    paid = await asyncio.gather(
+        *(
+            runtime.payment.confirm(order_id=ids[i], total_cents=rows[ids[i]]["total_cents"])
+            for i in pending
+        ),
+        return_exceptions=True,
+    )
+    confirmable = []
+    for index, result in zip(pending, paid, strict=True):
+        if isinstance(result, Exception):
+            outcomes[index] = result
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            confirmable.append(rows[ids[index]])
+    if confirmable:
+        async with runtime.db.write() as conn:
+            await lifecycle.confirm_many(conn, confirmable, now=utcnow())
+    return outcomes
+
+
+async def _record_missing(
+    contexts: list[JobContext],
+    payloads: list[dict[str, Any]],
+    missing: list[int],
+    outcomes: list[Exception | None],
+) -> None:
+    runtime = contexts[0].runtime
+    flash = [i for i in missing if payloads[i].get("kind") == "flash_sale"]
+    for index in missing:
+        if index not in flash:
+            outcomes[index] = LookupError(f"order {payloads[index]['order_id']} is not recorded")
+    if not flash:
+        return
+    now = utcnow()
+    pay_by = now + timedelta(seconds=runtime.settings.payment_window_seconds)
+    batch = [
+        recording.Admitted(payload=payloads[i], message=contexts[i].message, now=now, pay_by=pay_by)
+        for i in flash
+    ]
+    async with runtime.db.write() as conn:
+        results = await recording.record_flash_orders(conn, batch)
+    for index, (outcome, _) in zip(flash, results, strict=True):
+        payload = payloads[index]
+        if outcome == "duplicate":
+            contexts[index].after_commit(_release(runtime, payload))
+        elif outcome == "refused":
+            contexts[index].after_commit(_reloader(runtime, payload["sale_id"]))
+
+
+def _release(runtime: Runtime, payload: dict[str, Any]) -> lifecycle.Hook:
+    async def release() -> None:
+        await runtime.state.sales.release(
+            sale_id=payload["sale_id"], user_id=payload["user_id"], quantity=payload["quantity"]
+        )
+
+    return release
+
+
+def _reloader(runtime: Runtime, sale_id: int) -> lifecycle.Hook:
+    async def reload() -> None:
+        await _reload_sale(runtime, sale_id)
+
+    return reload
+
+
+async def _alone(context: JobContext, payload: dict[str, Any]) -> Exception | None:
+    try:
+        await process_order(context, payload)
+    except Exception as exc:
+        return exc
+    return None
 
 
 async def _reload_sale(runtime: Runtime, sale_id: int) -> None:
@@ -129,6 +229,7 @@ def job_types(settings: Settings) -> list[JobType]:
             name=PROCESS_ORDER,
             handle=process_order,
             on_dead=compensate_order,
+            handle_batch=process_orders,
             retry=RetryPolicy(
                 max_attempts=settings.order_job_max_attempts,
                 base_delay=settings.order_job_retry_base_delay,

@@ -1,0 +1,224 @@
+"""Recording admitted flash-sale orders in the system of record, one at a time or in
+batches (group commit).
+
+Admission decided in the hot store; the record takes the same units again with its own
+conditional statements (and CHECK constraints), so it can never hold more than the sale.
+The batched path writes a whole batch with a handful of statements; if anything in it is
+not the plain case (an order already recorded, a refusal), the batch is rolled back to a
+savepoint and written one order at a time instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import structlog
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from peakshop.db import Database
+from peakshop.inventory import repository as inventory_repository
+from peakshop.jobs import repository as jobs_repository
+from peakshop.jobs.queue import JobMessage
+from peakshop.orders import repository
+from peakshop.orders.lifecycle import FLASH_SCOPE
+
+log = structlog.get_logger(__name__)
+
+Recorded = tuple[str, RowMapping | None]
+MAX_BATCH = 500
+
+
+class Admitted(msgspec.Struct, frozen=True, kw_only=True):
+    payload: dict[str, Any]
+    message: JobMessage
+    now: datetime
+    pay_by: datetime
+
+
+def _order_values(
+    payload: dict[str, Any], *, job_id: str, now: datetime, pay_by: datetime
+) -> dict[str, Any]:
+    subtotal = payload["unit_price_cents"] * payload["quantity"]
+    return {
+        "id": payload["order_id"],
+        "user_id": payload["user_id"],
+        "kind": "flash_sale",
+        "flash_sale_id": payload["sale_id"],
+        "status": "pending",
+        "failure_reason": None,
+        "subtotal_cents": subtotal,
+        "discount_cents": 0,
+        "total_cents": subtotal,
+        "coupon_code": None,
+        "idempotency_scope": FLASH_SCOPE.format(sale_id=payload["sale_id"]),
+        "idempotency_key": payload["idempotency_key"],
+        "request_hash": payload["request_hash"],
+        "job_id": job_id,
+        "created_at": now,
+        "updated_at": now,
+        "pay_by": pay_by,
+    }
+
+
+def _item_values(payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "order_id": payload["order_id"],
+        "product_id": payload["product_id"],
+        "quantity": payload["quantity"],
+        "unit_price_cents": payload["unit_price_cents"],
+    }
+
+
+async def record_flash_order(
+    conn: AsyncConnection,
+    *,
+    payload: dict[str, Any],
+    message: JobMessage,
+    now: datetime,
+    pay_by: datetime,
+) -> tuple[str, RowMapping | None]:
+    """Write an admitted flash-sale order, its units and its job row, unless it exists.
+
+    Both the API (right after admission) and a worker (from the queued message, if it gets
+    there first or the API died) call this; whoever comes first writes. Returns:
+    ('created', None); ('exists', None); ('duplicate', other order) when another order holds
+    the idempotency key (the hot store lost its record of it); or ('refused', None) when the
+    system of record has no units left for it (the hot store was behind after losing its
+    data): the order is then recorded as failed, so the key still answers.
+    """
+    scope = FLASH_SCOPE.format(sale_id=payload["sale_id"])
+    # The order row first, as the claim: of the API and a worker racing to record the same
+    # order, the second waits on the first's row and then inserts nothing.
+    inserted = await repository.insert_order_unless_exists(
+        conn,
+        _order_values(payload, job_id=message.id, now=now, pay_by=pay_by),
+        [_item_values(payload)],
+    )
+    if not inserted:
+        if await repository.get_order(conn, payload["order_id"]) is not None:
+            return "exists", None
+        other = await repository.get_by_idempotency(conn, scope, payload["idempotency_key"])
+        assert other is not None, "an order insert can only conflict on its id or its key"
+        return "duplicate", other
+    savepoint = await conn.begin_nested()
+    refusal = await inventory_repository.reserve_in_sale(
+        conn,
+        payload["sale_id"],
+        payload["user_id"],
+        payload["quantity"],
+        per_user_limit=payload["per_user_limit"],
+    )
+    if refusal is None:
+        await savepoint.commit()
+    else:
+        await savepoint.rollback()
+        await repository.move_status(
+            conn,
+            payload["order_id"],
+            from_status="pending",
+            to_status="failed",
+            now=now,
+            reason=refusal,
+        )
+    await jobs_repository.insert_job(conn, message, now=now, available_at=now.timestamp())
+    return ("created", None) if refusal is None else ("refused", None)
+
+
+async def record_flash_orders(conn: AsyncConnection, batch: list[Admitted]) -> list[Recorded]:
+    """Record a batch: the fast path if every order is new and fits, else one by one."""
+    savepoint = await conn.begin_nested()
+    if await _record_plain_batch(conn, batch):
+        await savepoint.commit()
+        return [("created", None)] * len(batch)
+    await savepoint.rollback()
+    results = []
+    for item in batch:
+        results.append(
+            await record_flash_order(
+                conn, payload=item.payload, message=item.message, now=item.now, pay_by=item.pay_by
+            )
+        )
+    return results
+
+
+async def _record_plain_batch(conn: AsyncConnection, batch: list[Admitted]) -> bool:
+    """Every order inserted, every sale's units and every buyer's cap taken, in a few
+    statements; False (the caller rolls back) as soon as something is not plain."""
+    orders = [
+        _order_values(i.payload, job_id=i.message.id, now=i.now, pay_by=i.pay_by) for i in batch
+    ]
+    if await repository.insert_orders_unless_exist(conn, orders) != len(batch):
+        return False
+    await repository.insert_items(conn, [_item_values(i.payload) for i in batch])
+    per_sale: dict[int, int] = defaultdict(int)
+    per_buyer: dict[tuple[int, str], int] = defaultdict(int)
+    limits: dict[int, int] = {}
+    for item in batch:
+        payload = item.payload
+        per_sale[payload["sale_id"]] += payload["quantity"]
+        per_buyer[(payload["sale_id"], payload["user_id"])] += payload["quantity"]
+        limits[payload["sale_id"]] = payload["per_user_limit"]
+    for sale_id, units in per_sale.items():
+        if not await inventory_repository.take_from_sale(conn, sale_id, units):
+            return False
+    held = await inventory_repository.hold_for_buyers(
+        conn, [(sale, user, units, limits[sale]) for (sale, user), units in per_buyer.items()]
+    )
+    if held != len(per_buyer):
+        return False
+    await jobs_repository.insert_jobs(
+        conn, [i.message for i in batch], now=batch[0].now, available_at=batch[0].now.timestamp()
+    )
+    return True
+
+
+class FlashOrderRecorder:
+    """Group commit of admitted orders: requests hand their order over and wait; one task
+    writes whatever has queued up, in one transaction, while the next ones queue behind it.
+    No waiting to fill a batch: at low load a batch is one order, under load it grows by
+    itself. SQLite has one writer anyway; on PostgreSQL it saves a round trip per order."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._queue: asyncio.Queue[tuple[Admitted, asyncio.Future[Recorded]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def record(self, item: Admitted) -> Recorded:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._write_forever(), name="flash-order-recorder")
+        future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((item, future))
+        return await future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _write_forever(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                async with self._db.write() as conn:
+                    results = await record_flash_orders(conn, [item for item, _ in batch])
+            except asyncio.CancelledError:
+                for _, future in batch:
+                    future.cancel()
+                raise
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import time
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from peakshop.runtime import Runtime
 
 log = structlog.get_logger(__name__)
+
+RECEIVE_BATCH = 100  # deliveries taken at once; a batch-capable type handles them together
 
 AfterCommit = Callable[[], Awaitable[None]]
 
@@ -118,8 +121,6 @@ class Worker:
         self._sweeps = sweeps
         self._lease = lease_seconds
         self._slots = asyncio.Semaphore(concurrency)
-        self._concurrency = concurrency
-        self._busy = 0
         self._consumer = consumer_name()
         self._running: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -148,11 +149,11 @@ class Worker:
     async def _receive_forever(self) -> None:
         while not self._stopping.is_set():
             try:
-                # Never take more than there are free slots: a delivery waiting in this
-                # process's memory would only age towards its lease.
-                free = max(1, self._concurrency - self._busy)
+                # Wait for a free slot first: a delivery waiting in this process's memory
+                # would only age towards its lease.
+                await self._has_free_slot()
                 deliveries = await self._queue.receive(
-                    consumer=self._consumer, count=min(free, 100), wait=1.0
+                    consumer=self._consumer, count=RECEIVE_BATCH, wait=1.0
                 )
             except asyncio.CancelledError:
                 raise
@@ -166,25 +167,28 @@ class Worker:
                 if job_type is not None and job_type.handle_batch is not None:
                     batches.setdefault(job_type.name, []).append(delivery)
                 else:
-                    await self._spawn(self.process(delivery), 1)
+                    await self._spawn(functools.partial(self.process, delivery))
             for name, batch in batches.items():
-                await self._spawn(self.process_batch(self._types[name], batch), len(batch))
+                await self._spawn(functools.partial(self.process_batch, self._types[name], batch))
 
-    async def _spawn(self, work: Awaitable[None], size: int) -> None:
+    async def _has_free_slot(self) -> None:
         await self._slots.acquire()
-        self._busy += size
-        task = asyncio.create_task(self._run(work, size))
+        self._slots.release()
+
+    async def _spawn(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` (one job, or one batch of a batch-capable type) in a slot."""
+        await self._slots.acquire()
+        task = asyncio.create_task(self._run(work))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    async def _run(self, work: Awaitable[None], size: int) -> None:
+    async def _run(self, work: Callable[[], Awaitable[None]]) -> None:
         try:
-            await work
+            await work()
         except Exception:
             # The deliveries stay unacked: they come back after the lease.
             log.exception("job_processing_crashed")
         finally:
-            self._busy -= size
             self._slots.release()
 
     async def process_batch(self, job_type: JobType, deliveries: list[Delivery]) -> None:

@@ -74,6 +74,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     order_job_retry_max_delay: float = 60.0
     job_lease_seconds: float = 30.0
     job_republish_grace_seconds: float = 30.0
+    # A queued message whose job row is not written yet (its API process is still at it) is
+    # left to that process this long before a worker writes the row from the message.
+    job_adopt_after_seconds: float = 5.0
     worker_concurrency: int = 16
     # The serving process works the queue itself: by default in embedded mode only (in scaled
     # mode `peakshop worker` processes do).
@@ -199,7 +202,9 @@ def _check_orders(settings: Settings) -> None:
         raise SettingsError("payment delay must be >= 0 and the payment window > 0")
     if settings.order_job_max_attempts < 1 or settings.worker_concurrency < 1:
         raise SettingsError("order job attempts and worker concurrency must be at least 1")
-    if min(settings.job_lease_seconds, settings.job_republish_grace_seconds) <= 0:
+    if min(settings.job_lease_seconds, settings.job_republish_grace_seconds) <= 0 or (
+        settings.job_adopt_after_seconds < 0
+    ):
         raise SettingsError("job lease and republish grace must be positive")
     if settings.order_job_retry_base_delay < 0 or settings.order_job_retry_max_delay < 0:
         raise SettingsError("job retry delays must not be negative")

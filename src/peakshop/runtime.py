@@ -92,6 +92,7 @@ class Runtime:
             sweeps=[*jobs_tasks.SWEEPS, *order_tasks.sweeps(self.settings)],
             concurrency=concurrency or self.settings.worker_concurrency,
             lease_seconds=self.settings.job_lease_seconds,
+            adopt_after_seconds=self.settings.job_adopt_after_seconds,
         )
         self.worker.start()
         return self.worker

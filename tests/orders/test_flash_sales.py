@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from tests.conftest import ADMIN, SERVICE
 from tests.coupons.support import Client, eventually
@@ -120,8 +121,13 @@ async def test_the_job_and_the_users_orders_are_visible(shop: Client) -> None:
     ids = [(await buy(shop, sale["id"], "user_pages")).json() for _ in range(3)]
     for answer in ids:
         await order_settles(shop, answer["order_id"])
-        job = await get(shop, f"/api/v1/orders/jobs/{answer['job_id']}")
-        assert (job["status"], job["attempts"], job["subject"]) == ("done", 1, answer["order_id"])
+
+        async def job_done(job_id: str = answer["job_id"]) -> dict[str, Any] | None:
+            job = await get(shop, f"/api/v1/orders/jobs/{job_id}")
+            return job if job["status"] == "done" else None
+
+        job = await eventually(job_done)
+        assert (job["attempts"], job["subject"]) == (1, answer["order_id"])
     first = await get(shop, "/api/v1/users/user_pages/orders?limit=2")
     assert [o["id"] for o in first["items"]] == [ids[2]["order_id"], ids[1]["order_id"]]
     rest = await get(shop, f"/api/v1/users/user_pages/orders?limit=2&cursor={first['next_cursor']}")

@@ -30,6 +30,9 @@ class JobMessage(msgspec.Struct, frozen=True, kw_only=True):
     payload: str  # JSON
     max_attempts: int
     subject: str | None = None
+    # Epoch when it was enqueued: a worker that gets a message before its job row was
+    # committed leaves it to its writer for a while instead of racing it.
+    enqueued_at: float = 0.0
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,6 +41,11 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class JobQueue(Protocol):
+    # Messages younger than this are held back a moment before a worker starts them: a
+    # queue that can deliver a message before its job row is committed (the Redis stream,
+    # fed by the admission script) lets the writer commit first instead of racing it.
+    settle_seconds: float
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -51,8 +59,14 @@ class JobQueue(Protocol):
 
     async def ack(self, delivery: Delivery) -> None: ...
 
+    async def ack_many(self, deliveries: list[Delivery]) -> None:
+        """``ack`` for a batch, in one round trip."""
+
     async def retry_later(self, delivery: Delivery, *, at: float) -> None:
         """Deliver again at epoch ``at`` (the row says 'failed' until then)."""
+
+    async def retry_many(self, deliveries: list[Delivery], *, at: float) -> None:
+        """``retry_later`` for a batch, in one round trip."""
 
     async def depth(self) -> int:
         """Messages waiting to be processed (not counting delayed retries)."""

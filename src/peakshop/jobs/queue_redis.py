@@ -48,6 +48,10 @@ def encode_message(message: JobMessage) -> bytes:
 
 
 class RedisJobQueue:
+    # The admission script XADDs before the API commits the order: hold fresh messages this
+    # long, so that the API records the order and the worker does not race it.
+    settle_seconds = 0.2
+
     def __init__(self, client: aioredis.Redis, *, lease_seconds: float) -> None:
         self._client = client
         self._lease_ms = int(lease_seconds * 1000)
@@ -123,11 +127,30 @@ class RedisJobQueue:
             pipe.xdel(STREAM, delivery.receipt)
             await pipe.execute()
 
+    async def ack_many(self, deliveries: list[Delivery]) -> None:
+        if not deliveries:
+            return
+        receipts = [d.receipt for d in deliveries]
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.xack(STREAM, GROUP, *receipts)
+            pipe.xdel(STREAM, *receipts)
+            await pipe.execute()
+
     async def retry_later(self, delivery: Delivery, *, at: float) -> None:
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.zadd(DELAYED, {encode_message(delivery.message): at})
             pipe.xack(STREAM, GROUP, delivery.receipt)
             pipe.xdel(STREAM, delivery.receipt)
+            await pipe.execute()
+
+    async def retry_many(self, deliveries: list[Delivery], *, at: float) -> None:
+        if not deliveries:
+            return
+        receipts = [d.receipt for d in deliveries]
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.zadd(DELAYED, {encode_message(d.message): at for d in deliveries})
+            pipe.xack(STREAM, GROUP, *receipts)
+            pipe.xdel(STREAM, *receipts)
             await pipe.execute()
 
     async def depth(self) -> int:

@@ -17,6 +17,8 @@ POLL_INTERVAL = 0.5  # seconds: due retries and jobs of other processes are foun
 
 
 class SqlJobQueue:
+    settle_seconds = 0.0  # a row is committed before anyone can see it
+
     def __init__(self, db: Database) -> None:
         self._db = db
         self._wake = asyncio.Event()
@@ -55,9 +57,15 @@ class SqlJobQueue:
     async def ack(self, delivery: Delivery) -> None:
         self._in_flight.discard(delivery.receipt)
 
+    async def ack_many(self, deliveries: list[Delivery]) -> None:
+        self._in_flight.difference_update(d.receipt for d in deliveries)
+
     async def retry_later(self, delivery: Delivery, *, at: float) -> None:
         # The row's available_at (written by the worker) is the schedule.
         self._in_flight.discard(delivery.receipt)
+
+    async def retry_many(self, deliveries: list[Delivery], *, at: float) -> None:
+        self._in_flight.difference_update(d.receipt for d in deliveries)
 
     async def depth(self) -> int:
         async with self._db.read() as conn:

@@ -6,6 +6,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -83,45 +84,46 @@ async def due_jobs(
     return (await conn.execute(query)).mappings().all()
 
 
-async def start_job(
-    conn: AsyncConnection, message: JobMessage, *, now: datetime, epoch: float, lease: float
-) -> int | None:
-    """Claim the job for one attempt: its attempt number, or None if it is not startable
-    (done, dead, not yet due, or held by a live worker). A missing row is created from the
-    message: the queue can be faster than the write of whoever enqueued it."""
-    for _ in range(2):
-        claimed = await conn.execute(
-            sa.update(jobs)
-            .where(jobs.c.id == message.id, _startable(epoch))
-            .values(
-                status="processing",
-                attempts=jobs.c.attempts + 1,
-                locked_until=epoch + lease,
-                updated_at=now,
-            )
-            .returning(jobs.c.attempts)
-        )
-        attempts = claimed.scalar()
-        if attempts is not None:
-            return int(attempts)
-        # Missing: create it from the message. If the insert finds the row after all (its
-        # writer committed while the insert waited on it, on PostgreSQL), the second claim
-        # sees it; if it still cannot claim, the job is not startable.
-        await insert_job(conn, message, now=now, available_at=epoch)
-    return None
+class Started(msgspec.Struct, kw_only=True):
+    claimed: dict[str, int]  # job id -> the attempt that starts now
+    too_early: list[str]  # rows not written yet by a writer that is probably still at it
 
 
 async def start_jobs(
-    conn: AsyncConnection, messages: list[JobMessage], *, now: datetime, epoch: float, lease: float
-) -> dict[str, int]:
-    """``start_job`` for a batch: the attempt number of each job claimed (missing rows are
-    created from their messages); the others are not startable."""
+    conn: AsyncConnection,
+    messages: list[JobMessage],
+    *,
+    now: datetime,
+    epoch: float,
+    lease: float,
+    adopt_after: float,
+) -> Started:
+    """Claim jobs for one attempt each (the conditional update lets one attempt of a job run
+    at a time). A job whose row is missing was enqueued before its writer committed the row
+    (scaled mode): after ``adopt_after`` seconds the row is created from the message, since
+    the writer probably died; before that, it is left to the writer (``too_early``)."""
     claimed = await _claim(conn, [m.id for m in messages], now=now, epoch=epoch, lease=lease)
     unclaimed = [m for m in messages if m.id not in claimed]
+    too_early: list[str] = []
     if unclaimed:
-        await insert_jobs(conn, unclaimed, now=now, available_at=epoch)
-        claimed |= await _claim(conn, [m.id for m in unclaimed], now=now, epoch=epoch, lease=lease)
-    return claimed
+        existing = set(
+            (
+                await conn.execute(
+                    sa.select(jobs.c.id).where(jobs.c.id.in_([m.id for m in unclaimed]))
+                )
+            )
+            .scalars()
+            .all()
+        )
+        missing = [m for m in unclaimed if m.id not in existing]
+        too_early = [m.id for m in missing if epoch - m.enqueued_at < adopt_after]
+        adopted = [m for m in missing if m.id not in too_early]
+        if adopted:
+            await insert_jobs(conn, adopted, now=now, available_at=epoch)
+            claimed |= await _claim(
+                conn, [m.id for m in adopted], now=now, epoch=epoch, lease=lease
+            )
+    return Started(claimed=claimed, too_early=too_early)
 
 
 async def _claim(
@@ -230,7 +232,7 @@ async def lost_messages(
 ) -> Sequence[RowMapping]:
     """Jobs that should have been worked by now: due for longer than ``grace`` seconds, or
     held past their lease for that long. Their messages may be lost; publishing them again
-    is harmless (``start_job`` lets one attempt run at a time)."""
+    is harmless (``start_jobs`` lets one attempt run at a time)."""
     stale = now - grace
     query = (
         sa.select(jobs)

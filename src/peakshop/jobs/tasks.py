@@ -18,7 +18,7 @@ REPUBLISH_BATCH = 500
 async def republish_lost(runtime: Runtime) -> None:
     """Jobs overdue past the grace period get their message again (a Redis flush, an API
     process killed between its commit and its publish). Harmless when nothing was lost:
-    ``start_job`` runs one attempt at a time and skips finished jobs."""
+    ``start_jobs`` runs one attempt at a time and skips finished jobs."""
     async with runtime.db.read() as conn:
         rows = await repository.lost_messages(
             conn,

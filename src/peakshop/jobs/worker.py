@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 RECEIVE_BATCH = 100  # deliveries taken at once; a batch-capable type handles them together
+LEAVE_TO_WRITER_SECONDS = 0.5  # a job whose row is not written yet comes back this much later
 
 AfterCommit = Callable[[], Awaitable[None]]
 
@@ -97,6 +98,7 @@ def new_message(
         payload=msgspec.json.encode(payload).decode(),
         max_attempts=job_type.retry.max_attempts,
         subject=subject,
+        enqueued_at=time.time(),
     )
 
 
@@ -114,12 +116,14 @@ class Worker:
         sweeps: list[Sweep],
         concurrency: int,
         lease_seconds: float,
+        adopt_after_seconds: float = 5.0,
     ) -> None:
         self._runtime = runtime
         self._queue = queue
         self._types = job_types
         self._sweeps = sweeps
         self._lease = lease_seconds
+        self._adopt_after = adopt_after_seconds
         self._slots = asyncio.Semaphore(concurrency)
         self._consumer = consumer_name()
         self._running: set[asyncio.Task[None]] = set()
@@ -155,6 +159,11 @@ class Worker:
                 deliveries = await self._queue.receive(
                     consumer=self._consumer, count=RECEIVE_BATCH, wait=1.0
                 )
+                if deliveries:
+                    youngest = max(d.message.enqueued_at for d in deliveries)
+                    hold = self._queue.settle_seconds - (time.time() - youngest)
+                    if hold > 0:
+                        await asyncio.sleep(hold)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -194,23 +203,13 @@ class Worker:
     async def process_batch(self, job_type: JobType, deliveries: list[Delivery]) -> None:
         assert job_type.handle_batch is not None
         db = self._runtime.db
-        async with db.write() as conn:
-            attempts = await repository.start_jobs(
-                conn,
-                [d.message for d in deliveries],
-                now=utcnow(),
-                epoch=time.time(),
-                lease=self._lease,
-            )
+        attempts = await self._start(deliveries)
         started = time.perf_counter()
-        todo: list[tuple[Delivery, JobContext]] = []
-        for delivery in deliveries:
-            attempt = attempts.get(delivery.message.id)
-            if attempt is None:
-                metrics.JOBS_PROCESSED.labels(job_type.name, "skipped").inc()
-                await self._queue.ack(delivery)
-            else:
-                todo.append((delivery, JobContext(self._runtime, delivery.message, attempt)))
+        todo = [
+            (d, JobContext(self._runtime, d.message, attempts[d.message.id]))
+            for d in deliveries
+            if d.message.id in attempts
+        ]
         if not todo:
             return
         metrics.JOBS_IN_FLIGHT.inc(len(todo))
@@ -229,9 +228,9 @@ class Worker:
                     await repository.finish_jobs(
                         conn, [d.message.id for d, _ in done], now=utcnow()
                     )
-                for delivery, context in done:
+                for _, context in done:
                     await context.run_after_commit()
-                    await self._queue.ack(delivery)
+                await self._queue.ack_many([delivery for delivery, _ in done])
                 metrics.JOBS_PROCESSED.labels(job_type.name, "done").inc(len(done))
             for (delivery, context), outcome in zip(todo, outcomes, strict=True):
                 if outcome is not None:
@@ -242,17 +241,42 @@ class Worker:
             for _ in todo:
                 metrics.JOB_SECONDS.labels(job_type.name).observe(elapsed)
 
+    async def _start(self, deliveries: list[Delivery]) -> dict[str, int]:
+        """Claim the deliveries' jobs: their attempt numbers. The others are acked (done,
+        dead, not due yet, or held by another worker) or, if their row is not written yet,
+        handed back to the queue for a moment."""
+        epoch = time.time()
+        async with self._runtime.db.write() as conn:
+            started = await repository.start_jobs(
+                conn,
+                [d.message for d in deliveries],
+                now=utcnow(),
+                epoch=epoch,
+                lease=self._lease,
+                adopt_after=self._adopt_after,
+            )
+        too_early = set(started.too_early)
+        skipped = []
+        later = []
+        for delivery in deliveries:
+            if delivery.message.id in too_early:
+                later.append(delivery)
+            elif delivery.message.id not in started.claimed:
+                skipped.append(delivery)
+        if later:
+            await self._queue.retry_many(later, at=epoch + LEAVE_TO_WRITER_SECONDS)
+        if skipped:
+            for delivery in skipped:
+                metrics.JOBS_PROCESSED.labels(delivery.message.name, "skipped").inc()
+            await self._queue.ack_many(skipped)
+        return started.claimed
+
     async def process(self, delivery: Delivery) -> None:
         message = delivery.message
         job_type = self._types.get(message.name)
         db = self._runtime.db
-        async with db.write() as conn:
-            attempt = await repository.start_job(
-                conn, message, now=utcnow(), epoch=time.time(), lease=self._lease
-            )
-        if attempt is None:  # done, dead, not due yet, or another worker holds it
-            metrics.JOBS_PROCESSED.labels(message.name, "skipped").inc()
-            await self._queue.ack(delivery)
+        attempt = (await self._start([delivery])).get(message.id)
+        if attempt is None:
             return
         started = time.perf_counter()
         metrics.JOBS_IN_FLIGHT.inc()

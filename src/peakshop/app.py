@@ -15,7 +15,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from peakshop.analytics import routes as analytics_routes
 from peakshop.auth import Tokens
+from peakshop.catalog import routes as catalog_routes
 from peakshop.config import Settings, load_settings
 from peakshop.coupons import routes as coupon_routes
 from peakshop.coupons.openapi import add_validate_operation
@@ -124,6 +126,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app = PeakshopApp(
         route_handlers=[
             coupon_routes.router,
+            catalog_routes.router,
+            analytics_routes.router,
             inventory_routes.router,
             order_routes.router,
             jobs_routes.router,

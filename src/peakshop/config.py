@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
+from email.utils import parseaddr
 from enum import StrEnum
 from typing import Any
 
@@ -82,6 +84,30 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # mode `peakshop worker` processes do).
     worker_in_process: bool | None = None
     low_stock_threshold: int = 10
+    # Notifications (jobs/notifications.py): the order confirmation email over SMTP (no host:
+    # emails are logged, not sent) and the SMS sender ("log", or "package.module:factory").
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "peakshop@localhost"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool | None = None  # None: when the server offers it; true: required
+    sms_sender: str = "log"
+    notification_job_max_attempts: int = 8
+    notification_job_retry_base_delay: float = 5.0
+    # Reports (jobs/reports.py): where the files go (storage shared by every API and worker
+    # host in scaled mode) and the report job's attempts.
+    reports_dir: str = "./var/reports"
+    report_job_max_attempts: int = 3
+    report_job_retry_base_delay: float = 10.0
+    # Analytics: the roll-up runs this often and redoes this many finished days each time.
+    analytics_rollup_seconds: float = 60.0
+    analytics_redo_days: int = 3
+    # Cache (state/cache.py): entries held in each process, TTL of an entry in both levels,
+    # and the longest wait on Redis (L2) before a read goes on without it.
+    cache_l1_max_entries: int = 10_000
+    cache_ttl_seconds: float = 60.0
+    cache_l2_timeout_ms: float = 50.0
 
     @property
     def mode(self) -> Mode:
@@ -124,7 +150,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         name = key[len(ENV_PREFIX) :].lower()
         if name not in fields:
             raise SettingsError(f"unknown setting {key}")
-        raw[name] = None if value == "" and name in {"redis_url", "log_json"} else value
+        raw[name] = None if value == "" and name in NULLABLE_WHEN_EMPTY else value
     raw.update(overrides)
     try:
         settings = msgspec.convert(raw, Settings, strict=False)
@@ -149,6 +175,8 @@ def _check(settings: Settings) -> None:
         raise SettingsError("validation log flush interval and attempts must be positive")
     _check_rate_limits(settings)
     _check_orders(settings)
+    _check_background_jobs(settings)
+    _check_cache(settings)
     if settings.env is Environment.DEVELOPMENT:
         return
     for name, value, default in (
@@ -163,6 +191,16 @@ def _check(settings: Settings) -> None:
     if settings.admin_token == settings.service_token:
         raise SettingsError("PEAKSHOP_ADMIN_TOKEN and PEAKSHOP_SERVICE_TOKEN must differ")
 
+
+# Settings an empty variable unsets.
+NULLABLE_WHEN_EMPTY = {
+    "redis_url",
+    "log_json",
+    "smtp_host",
+    "smtp_user",
+    "smtp_password",
+    "smtp_starttls",
+}
 
 RATE_LIMIT_FIELDS = (
     "rate_limit_validate_per_user",
@@ -208,3 +246,41 @@ def _check_orders(settings: Settings) -> None:
         raise SettingsError("job lease and republish grace must be positive")
     if settings.order_job_retry_base_delay < 0 or settings.order_job_retry_max_delay < 0:
         raise SettingsError("job retry delays must not be negative")
+
+
+def _check_cache(settings: Settings) -> None:
+    if settings.cache_l1_max_entries < 1:
+        raise SettingsError("PEAKSHOP_CACHE_L1_MAX_ENTRIES must be at least 1")
+    if settings.cache_ttl_seconds <= 0:
+        raise SettingsError("PEAKSHOP_CACHE_TTL_SECONDS must be positive")
+    if not 0 < settings.cache_l2_timeout_ms <= 5_000:
+        raise SettingsError("PEAKSHOP_CACHE_L2_TIMEOUT_MS must be above 0 and at most 5000")
+
+
+_SMS_SENDER = re.compile(r"^(log|[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def _check_background_jobs(settings: Settings) -> None:
+    if not 1 <= settings.smtp_port <= 65535:
+        raise SettingsError("PEAKSHOP_SMTP_PORT must be between 1 and 65535")
+    if "@" not in parseaddr(settings.smtp_from)[1]:
+        raise SettingsError("PEAKSHOP_SMTP_FROM must be an email address")
+    if (settings.smtp_user is None) != (settings.smtp_password is None):
+        raise SettingsError("set both PEAKSHOP_SMTP_USER and PEAKSHOP_SMTP_PASSWORD, or neither")
+    if (
+        settings.smtp_user is not None
+        and settings.smtp_starttls is not True
+        and settings.env is not Environment.DEVELOPMENT
+    ):
+        raise SettingsError(
+            "PEAKSHOP_SMTP_USER needs PEAKSHOP_SMTP_STARTTLS=true outside development "
+            "(the password would otherwise be sent in clear)"
+        )
+    if not _SMS_SENDER.match(settings.sms_sender):
+        raise SettingsError("PEAKSHOP_SMS_SENDER must be 'log' or 'package.module:factory'")
+    if min(settings.notification_job_max_attempts, settings.report_job_max_attempts) < 1:
+        raise SettingsError("notification and report job attempts must be at least 1")
+    if min(settings.notification_job_retry_base_delay, settings.report_job_retry_base_delay) < 0:
+        raise SettingsError("notification and report job retry delays must not be negative")
+    if not settings.reports_dir.strip():
+        raise SettingsError("PEAKSHOP_REPORTS_DIR must not be empty")

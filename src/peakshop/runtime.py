@@ -7,17 +7,20 @@ import asyncio
 import contextlib
 import gc
 import time
+from typing import Any
 
 import msgspec
 import structlog
 
 from peakshop import migrate
+from peakshop.analytics import tasks as analytics_tasks
 from peakshop.config import Settings
 from peakshop.coupons import repository as coupon_repository
 from peakshop.coupons.index import CouponIndex
 from peakshop.coupons.tasks import ValidationLogRecord, build_validation_log
 from peakshop.db import Database
 from peakshop.inventory.service import SaleDirectory
+from peakshop.jobs import audit
 from peakshop.jobs import tasks as jobs_tasks
 from peakshop.jobs.queue import JobQueue
 from peakshop.jobs.worker import Worker
@@ -27,6 +30,7 @@ from peakshop.orders import tasks as order_tasks
 from peakshop.orders.payment import build_confirmation
 from peakshop.orders.recording import FlashOrderRecorder
 from peakshop.state import HotState, build_state
+from peakshop.state.cache import Cache, build_cache
 from peakshop.state.limiter import RateLimiter, build_limiter
 
 log = structlog.get_logger(__name__)
@@ -39,6 +43,8 @@ class Runtime:
         self.state: HotState = build_state(settings, self.db)
         # Routes call ``await runtime.limiter.check(<rule>, user_id=..., client_ip=...)``.
         self.limiter: RateLimiter = build_limiter(settings)
+        # Built before the broadcast starts (it subscribes to the invalidation channel).
+        self.cache: Cache = build_cache(settings, self.state.broadcast)
         self.coupon_index = CouponIndex(
             db=self.db,
             broadcast=self.state.broadcast,
@@ -50,7 +56,9 @@ class Runtime:
         self.sale_directory = SaleDirectory(self.db)
         self.flash_recorder = FlashOrderRecorder(self.db)
         self.payment = build_confirmation(settings)
-        self.job_types = {job.name: job for job in order_tasks.job_types(settings)}
+        self.job_types = {
+            job.name: job for job in [*order_tasks.job_types(settings), *audit.JOB_TYPES]
+        }
         self.worker: Worker | None = None
         self.started_at = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
@@ -62,6 +70,7 @@ class Runtime:
             await migrate.upgrade_async(self.settings)
         await self.coupon_index.start()  # subscribes before the broadcast connects
         await self.state.start()
+        await self.cache.start()
         if not await self.state.counters.is_loaded():
             await self.load_usage_counters()
         await order_tasks.restore_hot_sales(self, replace=False)
@@ -89,13 +98,21 @@ class Runtime:
             self,
             queue=self.state.queue,
             job_types=self.job_types,
-            sweeps=[*jobs_tasks.SWEEPS, *order_tasks.sweeps(self.settings)],
+            sweeps=[
+                *jobs_tasks.SWEEPS,
+                *order_tasks.sweeps(self.settings),
+                *analytics_tasks.sweeps(self.settings),
+            ],
             concurrency=concurrency or self.settings.worker_concurrency,
             lease_seconds=self.settings.job_lease_seconds,
             adopt_after_seconds=self.settings.job_adopt_after_seconds,
         )
         self.worker.start()
         return self.worker
+
+    async def audit(self, *, action: str, subject: str, before: Any, after: Any) -> None:
+        """Record an admin change in the audit trail (by a background job)."""
+        await audit.enqueue(self, action=action, subject=subject, before=before, after=after)
 
     def mark_usage_counters_stale(self) -> None:
         """The coupon usage counters are rebuilt from the record on the next check."""
@@ -121,6 +138,7 @@ class Runtime:
         self.sync_metrics()
         await self.coupon_index.close()
         await self.limiter.close()
+        await self.cache.close()
         await self.state.close()
         await self.db.dispose()
         stats = self.validation_log.stats()

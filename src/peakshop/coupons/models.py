@@ -64,6 +64,7 @@ coupon_usage = sa.Table(
     sa.UniqueConstraint("coupon_id", "order_id", name="uq_coupon_usage_coupon_order"),
     sa.Index("ix_coupon_usage_coupon_user", "coupon_id", "user_id"),
     sa.Index("ix_coupon_usage_user", "user_id"),
+    sa.Index("ix_coupon_usage_used_at", "used_at"),  # the analytics roll-up reads by day
 )
 
 # One row per (coupon, user) that has redeemed: the per-user cap is a conditional upsert on it.

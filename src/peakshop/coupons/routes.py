@@ -177,6 +177,9 @@ async def create_coupon(data: JSONBody[CouponCreate], state: State) -> CouponOut
     async with runtime.db.write() as conn:
         coupon = await service.create_coupon(conn, data=data, now=utcnow())
     await runtime.coupon_index.announce(coupon.code)
+    await runtime.audit(
+        action="coupon.create", subject=f"coupon:{coupon.code}", before=None, after=coupon
+    )
     return coupon
 
 
@@ -219,8 +222,12 @@ async def update_coupon(
     """Change a coupon; validation in every process sees the change at once."""
     runtime: Runtime = state.runtime
     async with runtime.db.write() as conn:
+        before = await service.get_coupon(conn, code=_code(code), now=utcnow())
         coupon = await service.update_coupon(conn, code=_code(code), patch=data, now=utcnow())
     await runtime.coupon_index.announce(coupon.code)
+    await runtime.audit(
+        action="coupon.update", subject=f"coupon:{coupon.code}", before=before, after=coupon
+    )
     return coupon
 
 

@@ -1,33 +1,15 @@
-"""Tables of inventory and flash sales. Conservation is a CHECK constraint: the database
-itself refuses any statement that would create or lose a unit, whatever the code does."""
+"""Tables of flash sales (the stock columns of products are in the catalog's products
+table). Conservation is a CHECK constraint: the database itself refuses any statement that
+would create or lose a unit, whatever the code does."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
+from peakshop.catalog.models import products
 from peakshop.db import BigId, Timestamp, metadata
 
-products = sa.Table(
-    "products",
-    metadata,
-    sa.Column("id", BigId, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("price_cents", sa.BigInteger, nullable=False),
-    # initial_stock = available + reserved + sold + allocated (to flash sales), always.
-    sa.Column("initial_stock", sa.BigInteger, nullable=False),
-    sa.Column("available", sa.BigInteger, nullable=False),  # the API's current_stock
-    sa.Column("reserved", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Column("sold", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Column("allocated", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Column("created_at", Timestamp, nullable=False),
-    sa.Column("updated_at", Timestamp, nullable=False),
-    sa.CheckConstraint(
-        "available >= 0 AND reserved >= 0 AND sold >= 0 AND allocated >= 0 "
-        "AND available + reserved + sold + allocated = initial_stock",
-        name="stock_conserved",
-    ),
-    sa.CheckConstraint("price_cents >= 0", name="price_not_negative"),
-)
+__all__ = ["flash_sale_buyers", "flash_sales", "products"]
 
 flash_sales = sa.Table(
     "flash_sales",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar import Router, get, post, put
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from peakshop.auth import admin_guard, service_guard
+from peakshop.catalog import service as catalog_service
 from peakshop.inventory import repository, service
 from peakshop.inventory.schemas import (
     FlashSaleCreate,
@@ -67,11 +68,19 @@ async def get_inventory(product_id: FromPath[int], state: State) -> ProductOut:
         return await service.get_product(conn, product_id=product_id, now=utcnow())
 
 
+async def _stock_changed(runtime: Runtime, product_id: int, **audit: Any) -> None:
+    """After an admin write: the catalog's cached product and lists are stale."""
+    await runtime.cache.invalidate(catalog_service.LISTS, catalog_service.product_tag(product_id))
+    await runtime.audit(subject=f"product:{product_id}", **audit)
+
+
 @post("/api/v1/inventory", guards=[admin_guard], status_code=201)
 async def create_inventory(data: JSONBody[ProductCreate], state: State) -> ProductOut:
     runtime: Runtime = state.runtime
     async with runtime.db.write() as conn:
-        return await service.create_product(conn, data=data, now=utcnow())
+        product = await service.create_product(conn, data=data, now=utcnow())
+    await _stock_changed(runtime, product.id, action="inventory.create", before=None, after=product)
+    return product
 
 
 @put("/api/v1/inventory/{product_id:int}", guards=[admin_guard])
@@ -81,7 +90,14 @@ async def update_inventory(
     """Rename, reprice or set the available stock (a restock or a count correction)."""
     runtime: Runtime = state.runtime
     async with runtime.db.write() as conn:
-        return await service.update_product(conn, product_id=product_id, data=data, now=utcnow())
+        before = await service.get_product(conn, product_id=product_id, now=utcnow())
+        product = await service.update_product(
+            conn, product_id=product_id, data=data, now=utcnow()
+        )
+    await _stock_changed(
+        runtime, product_id, action="inventory.update", before=before, after=product
+    )
+    return product
 
 
 @post("/api/v1/flash-sales", guards=[admin_guard], status_code=201)
@@ -92,7 +108,14 @@ async def create_flash_sale(data: JSONBody[FlashSaleCreate], state: State) -> Fl
     async with runtime.db.write() as conn:
         row = await service.create_sale(conn, data=data, now=now)
     await lifecycle.load_sale_hot(runtime, row["id"], replace=True)
-    return service.sale_out(row, now=now)
+    sale = service.sale_out(row, now=now)
+    await runtime.cache.invalidate(
+        catalog_service.LISTS, catalog_service.product_tag(data.product_id)
+    )
+    await runtime.audit(
+        action="flash_sale.create", subject=f"flash_sale:{sale.id}", before=None, after=sale
+    )
+    return sale
 
 
 @get("/api/v1/flash-sales/{sale_id:int}", guards=[service_guard])

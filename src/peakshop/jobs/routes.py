@@ -9,9 +9,9 @@ from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from peakshop.auth import admin_guard
-from peakshop.jobs import service
+from peakshop.jobs import audit, service
 from peakshop.jobs.schemas import DeadLetterPage, JobOut
-from peakshop.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from peakshop.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page_of
 from peakshop.runtime import Runtime
 
 
@@ -32,17 +32,41 @@ async def list_dead_letters(
 async def retry_dead_letter(job_id: FromPath[str], state: State) -> JobOut:
     """Queue the job again with a fresh set of attempts. An order job takes its order's
     units again if they are still there, and leaves the order failed otherwise."""
-    return await service.retry_dead_letter(state.runtime, job_id=job_id)
+    job = await service.retry_dead_letter(state.runtime, job_id=job_id)
+    await state.runtime.audit(
+        action="dead_letter.retry", subject=f"job:{job_id}", before=None, after=job
+    )
+    return job
 
 
 @post("/api/v1/jobs/dead-letters/{job_id:str}/discard", guards=[admin_guard], status_code=204)
 async def discard_dead_letter(job_id: FromPath[str], state: State) -> None:
     """Drop the dead letter from the list (the job row stays, marked discarded)."""
     await service.discard_dead_letter(state.runtime, job_id=job_id)
+    await state.runtime.audit(
+        action="dead_letter.discard", subject=f"job:{job_id}", before=None, after=None
+    )
+
+
+@get("/api/v1/audit", guards=[admin_guard])
+async def list_audit(
+    state: State,
+    subject: Annotated[str | None, QueryParameter(max_length=128)] = None,
+    cursor: FromQuery[str | None] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+) -> audit.AuditPage:
+    """Admin changes, newest first: who, what (action, subject), before, after, when."""
+    runtime: Runtime = state.runtime
+    async with runtime.db.read() as conn:
+        rows = await audit.list_entries(
+            conn, subject=subject, before_id=decode_cursor(cursor), limit=limit + 1
+        )
+    items, next_cursor = page_of([audit.entry_out(row) for row in rows], limit=limit)
+    return audit.AuditPage(items=items, next_cursor=next_cursor)
 
 
 router = Router(
     path="/",
-    route_handlers=[list_dead_letters, retry_dead_letter, discard_dead_letter],
+    route_handlers=[list_dead_letters, retry_dead_letter, discard_dead_letter, list_audit],
     tags=["jobs"],
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from peakshop.jobs import repository
 from peakshop.jobs.errors import JobNotFound
 from peakshop.jobs.schemas import JobOut
+from peakshop.jobs.worker import new_message
 from peakshop.kit.clock import from_db, utcnow
+from peakshop.kit.ids import new_id
 
 if TYPE_CHECKING:
     from peakshop.runtime import Runtime
@@ -61,3 +63,18 @@ async def discard_dead_letter(runtime: Runtime, *, job_id: str) -> None:
     async with runtime.db.write() as conn:
         if not await repository.discard_dead(conn, job_id, now=utcnow()):
             raise JobNotFound(job_id, what="dead letter")
+
+
+async def enqueue(
+    runtime: Runtime, name: str, payload: dict[str, Any], *, subject: str | None = None
+) -> str:
+    """Queue a job of a registered type in its own transaction: the row, then the message.
+    Returns the job id."""
+    message = new_message(
+        runtime.job_types[name], job_id=new_id("job"), payload=payload, subject=subject
+    )
+    now = utcnow()
+    async with runtime.db.write() as conn:
+        await repository.insert_job(conn, message, now=now, available_at=now.timestamp())
+    await runtime.queue.publish(message)
+    return message.id

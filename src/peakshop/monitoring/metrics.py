@@ -102,3 +102,27 @@ ORDER_TRANSITIONS = Counter(
     "Orders leaving pending, by new status (confirmed, failed, cancelled).",
     ["status"],
 )
+
+# --- cache (state/cache.py) --------------------------------------------------------------------
+
+CACHE_REQUESTS = Counter(
+    "peakshop_cache_requests_total",
+    "Cache lookups by level (l1: in the process, l2: Redis) and result (hit, miss).",
+    ["level", "result"],
+)
+CACHE_EVICTIONS = Counter(
+    "peakshop_cache_evictions_total",
+    "Entries pushed out to make room (least recently used first), by level.",
+    ["level"],
+)
+CACHE_LATENCY = Histogram(
+    "peakshop_cache_latency_seconds",
+    "Time of a lookup by level (l1, l2: one Redis round trip), and of a load on a miss (load).",
+    ["level"],
+    buckets=LATENCY_BUCKETS,
+)
+CACHE_L2_HEALTHY = Gauge(
+    "peakshop_cache_l2_healthy",
+    "1 while the Redis level and the invalidation broadcast are in use, 0 while degraded.",
+    multiprocess_mode="livemin",
+)

@@ -14,13 +14,14 @@ from peakshop.runtime import Runtime
 @get("/health", tags=["monitoring"])
 async def health(state: State) -> Health:
     """Liveness with details: always 200 while the process serves; status says degraded when
-    the database or the hot state is unreachable."""
+    the database or the hot state is unreachable, or the cache runs without Redis (L2)."""
     runtime: Runtime = state.runtime
     database = await runtime.db.ping()
     hot_state = await runtime.state.ping()
     stats = runtime.validation_log.stats()
+    cache = runtime.cache.stats()
     return Health(
-        status="ok" if database and hot_state else "degraded",
+        status="ok" if database and hot_state and not cache.degraded else "degraded",
         mode=runtime.settings.mode.value,
         database=database,
         hot_state=hot_state,
@@ -30,6 +31,7 @@ async def health(state: State) -> Health:
         validation_log_dropped=stats.dropped,
         validation_log_dead_lettered=stats.dead_lettered,
         validation_log=stats,
+        cache=cache,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from peakshop.kit.batch_writer import WriterStats
+from peakshop.state.cache import CacheStats
 
 
 class Health(msgspec.Struct):
@@ -18,6 +19,7 @@ class Health(msgspec.Struct):
     validation_log_dropped: int
     validation_log_dead_lettered: int
     validation_log: WriterStats
+    cache: CacheStats  # hit rate, per level counts, L2 and broadcast state
 
 
 class Ready(msgspec.Struct):

@@ -1,0 +1,38 @@
+"""The daily roll-ups. A day is a UTC calendar day; only confirmed orders count (a later
+cancellation is picked up when the recent days are rolled up again)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from peakshop.db import Timestamp, metadata
+
+sales_daily = sa.Table(
+    "sales_daily",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("orders", sa.BigInteger, nullable=False),
+    sa.Column("revenue_cents", sa.BigInteger, nullable=False),
+    sa.Column("discount_cents", sa.BigInteger, nullable=False),
+    sa.Column("units", sa.BigInteger, nullable=False),
+    sa.Column("rolled_up_at", Timestamp, nullable=False),
+)
+
+product_sales_daily = sa.Table(
+    "product_sales_daily",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("product_id", sa.BigInteger, primary_key=True),
+    sa.Column("units", sa.BigInteger, nullable=False),
+    sa.Column("revenue_cents", sa.BigInteger, nullable=False),
+)
+
+coupon_daily = sa.Table(
+    "coupon_daily",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("coupon_id", sa.BigInteger, primary_key=True),
+    sa.Column("redemptions", sa.BigInteger, nullable=False),
+    sa.Column("discount_cents", sa.BigInteger, nullable=False),
+    sa.Column("order_total_cents", sa.BigInteger, nullable=False),
+)

@@ -91,9 +91,7 @@ async def update_inventory(
     runtime: Runtime = state.runtime
     async with runtime.db.write() as conn:
         before = await service.get_product(conn, product_id=product_id, now=utcnow())
-        product = await service.update_product(
-            conn, product_id=product_id, data=data, now=utcnow()
-        )
+        product = await service.update_product(conn, product_id=product_id, data=data, now=utcnow())
     await _stock_changed(
         runtime, product_id, action="inventory.update", before=before, after=product
     )

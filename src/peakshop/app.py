@@ -61,6 +61,8 @@ def _on_validation_error(_: Request, exc: ValidationException) -> Response[objec
     details = exc.extra if isinstance(exc.extra, list) else []
     first = details[0] if details and isinstance(details[0], dict) else {}
     field = first.get("key") or None
+    if isinstance(field, str) and field.endswith("_"):
+        field = field[:-1]  # a parameter named after a keyword (from_ is the query's "from")
     message = first.get("message") or exc.detail
     if field in (None, "data") and isinstance(message, str):
         # A body error: msgspec names the field inside its message.

@@ -164,9 +164,19 @@ def seed(
     users: Annotated[int, typer.Option(min=0, help="Users to create.")] = 1_000_000,
     coupons: Annotated[int, typer.Option(min=0, help="Coupons to create.")] = 5_000,
     usage: Annotated[int, typer.Option(min=0, help="Usage records over active coupons.")] = 3_000,
+    sellers: Annotated[int, typer.Option(min=0, help="Sellers to create (catalog).")] = 0,
+    products: Annotated[int, typer.Option(min=0, help="Products to create (catalog).")] = 0,
+    orders: Annotated[
+        int, typer.Option(min=0, help="Orders over the last year (needs --products).")
+    ] = 0,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same data.")] = 42,
     reset: Annotated[
-        bool, typer.Option("--reset", help="Delete existing users, coupons, usage and logs first.")
+        bool,
+        typer.Option(
+            "--reset",
+            help="Delete existing users, coupons, usage and logs first (and the catalog and "
+            "orders, when seeding them).",
+        ),
     ] = False,
     if_empty: Annotated[
         bool, typer.Option("--if-empty", help="Do nothing if the database already holds data.")
@@ -180,6 +190,9 @@ def seed(
         users=users,
         coupons=coupons,
         usage=usage,
+        sellers=sellers,
+        products=products,
+        orders=orders,
         seed=seed,
         reset=reset,
         if_empty=if_empty,

@@ -68,11 +68,6 @@ async def snapshot(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
     }
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def seed_settings(request: pytest.FixtureRequest) -> Settings:
-    return make_settings(request.getfixturevalue(f"{request.param}_url"))
-
-
 async def test_sizes_and_distribution(seed_settings: Settings) -> None:
     report = await seed(seed_settings)
     assert (report.users, report.coupons, report.usage) == (USERS, COUPONS, USAGE)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Annotated
 
-from litestar import Router, get
+import msgspec
+from litestar import Router, get, post
 from litestar.datastructures import State
 from litestar.params import FromQuery, QueryParameter
 
-from peakshop.analytics import service
+from peakshop.analytics import service, tasks
 from peakshop.analytics.schemas import CouponEffectiveness, Granularity, SalesReport, TopProducts
 from peakshop.auth import admin_guard
 from peakshop.kit.clock import utcnow
@@ -73,6 +74,19 @@ async def coupon_effectiveness(
         )
 
 
+class RollUp(msgspec.Struct, kw_only=True):
+    days: list[date]
+
+
+@post("/api/v1/analytics/roll-up", guards=[admin_guard], status_code=200)
+async def roll_up(state: State) -> RollUp:
+    """Roll up now (the scheduled job does it every ``PEAKSHOP_ANALYTICS_ROLLUP_SECONDS``):
+    after a backfill or an import of past orders, for instance."""
+    return RollUp(days=await tasks.roll_up(state.runtime))
+
+
 router = Router(
-    path="/", route_handlers=[sales, top_products, coupon_effectiveness], tags=["analytics"]
+    path="/",
+    route_handlers=[sales, top_products, coupon_effectiveness, roll_up],
+    tags=["analytics"],
 )

@@ -15,6 +15,8 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from peakshop import migrate
+from peakshop.bench.seed_catalog_data import make_catalog
+from peakshop.bench.seed_catalog_store import CatalogPlan
 from peakshop.bench.seed_data import CouponSet, SeedError, make_coupons, make_usage, user_id
 from peakshop.bench.seed_store import DatabaseNotEmpty, Plan, Tracker, write_postgres, write_sqlite
 from peakshop.config import Settings
@@ -46,6 +48,10 @@ class SeedReport:
     seconds: float
     phases: dict[str, float]
     skipped: bool = False  # --if-empty found data
+    sellers: int = 0
+    products: int = 0
+    orders: int = 0
+    order_items: int = 0
     user_specific_demo: DemoCoupon | None = None
     time_window_demo: DemoCoupon | None = None
 
@@ -57,6 +63,9 @@ async def seed_database(
     coupons: int,
     usage: int,
     seed: int,
+    sellers: int = 0,
+    products: int = 0,
+    orders: int = 0,
     reset: bool = False,
     if_empty: bool = False,
     progress: Progress | None = None,
@@ -64,8 +73,10 @@ async def seed_database(
 ) -> SeedReport:
     """Migrate, then write the data set in one transaction. Raises SeedError for sizes that
     cannot work and DatabaseNotEmpty when data exists and neither reset nor if_empty is set."""
-    if min(users, coupons, usage) < 0 or chunk_size < 1:
+    if min(users, coupons, usage, sellers, products, orders) < 0 or chunk_size < 1:
         raise SeedError("sizes must not be negative")
+    if orders and not products:
+        raise SeedError("orders need products: give --products too")
     if reset and if_empty:
         raise SeedError("--reset and --if-empty contradict each other: choose one")
     sqlite_path = _sqlite_path(settings) if settings.is_sqlite else None
@@ -77,6 +88,15 @@ async def seed_database(
     with tracker.phase("generate"):
         coupon_list = make_coupons(count=coupons, users=users, seed=seed, now=now)
         data = make_usage(coupon_list, count=usage, users=users, seed=seed, now=now)
+        catalog = None
+        if products or sellers:
+            catalog = CatalogPlan(
+                catalog=make_catalog(sellers=sellers, products=products, seed=seed, now=now),
+                orders=orders,
+                users=users,
+                seed=seed,
+                now=now,
+            )
     plan = Plan(
         users=users,
         seed=seed,
@@ -85,6 +105,7 @@ async def seed_database(
         reset=reset,
         if_empty=if_empty,
         data=data,
+        catalog=catalog,
     )
     if sqlite_path is not None:
         written = await asyncio.to_thread(write_sqlite, sqlite_path, plan, tracker)
@@ -110,6 +131,10 @@ async def seed_database(
         coupons=len(data.coupons),
         usage=len(data.usage),
         user_usage=len(data.per_user),
+        sellers=sellers,
+        products=products,
+        orders=0 if catalog is None else catalog.catalog.orders,
+        order_items=0 if catalog is None else catalog.catalog.items,
         coupons_by_type=dict(Counter(c.rule.type for c in data.coupons)),
         coupons_by_state=dict(Counter(c.state for c in data.coupons)),
         seconds=time.perf_counter() - started,
@@ -180,6 +205,9 @@ def run_command(
     seed: int,
     reset: bool,
     if_empty: bool,
+    sellers: int = 0,
+    products: int = 0,
+    orders: int = 0,
 ) -> int:
     """``peakshop seed`` with a progress bar and a summary; returns the exit code."""
     console = Console()
@@ -198,6 +226,9 @@ def run_command(
                     users=users,
                     coupons=coupons,
                     usage=usage,
+                    sellers=sellers,
+                    products=products,
+                    orders=orders,
                     seed=seed,
                     reset=reset,
                     if_empty=if_empty,
@@ -223,6 +254,11 @@ def print_report(console: Console, report: SeedReport) -> None:
     for name, count in sorted({**report.coupons_by_type, **report.coupons_by_state}.items()):
         table.add_row(f"  {name}", f"{count:,}")
     table.add_row("usage records", f"{report.usage:,}")
+    if report.products:
+        table.add_row("sellers", f"{report.sellers:,}")
+        table.add_row("products", f"{report.products:,}")
+        table.add_row("orders", f"{report.orders:,}")
+        table.add_row("order lines", f"{report.order_items:,}")
     table.add_row("(coupon, user) counters", f"{report.user_usage:,}")
     for phase, seconds in report.phases.items():
         table.add_row(f"phase: {phase}", f"{seconds:.2f} s")

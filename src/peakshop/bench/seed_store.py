@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from rich.progress import Progress, TaskID
@@ -46,9 +46,13 @@ USAGE_COLUMNS = (
 USER_USAGE_COLUMNS = ("coupon_id", "user_id", "count")
 # Children first, so that emptying them never trips a foreign key.
 TABLES = ("validation_logs", "coupon_usage", "coupon_user_usage", "coupons", "users")
+CATALOG_TABLES = ("categories", "sellers", "products", "orders", "order_items", "sales_daily")
 # SQLAlchemy's SQLite DateTime stores (and parses back) exactly this text, in UTC; SQL
 # comparisons on the column are text comparisons, so the format must match to the character.
 SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+if TYPE_CHECKING:
+    from peakshop.bench.seed_catalog_store import CatalogPlan
 
 Row = tuple[Any, ...]
 Stamp = Callable[[float], Any]
@@ -67,6 +71,7 @@ class Plan:
     reset: bool
     if_empty: bool
     data: CouponSet
+    catalog: CatalogPlan | None = None  # sellers, categories, products, orders
 
 
 @dataclass(slots=True)
@@ -201,6 +206,13 @@ def write_sqlite(path: str, plan: Plan, tracker: Tracker) -> bool:
                     ("coupon_user_usage", USER_USAGE_COLUMNS, user_usage_rows(plan.data)),
                 ):
                     conn.executemany(_sql_insert(table, columns), rows)
+            if plan.catalog is not None:
+                from peakshop.bench import seed_catalog_store
+
+                _check_catalog_empty(
+                    conn.execute("SELECT EXISTS (SELECT 1 FROM products)").fetchone()[0], plan
+                )
+                seed_catalog_store.write_sqlite(conn, plan.catalog, tracker)
             with tracker.phase("commit"):
                 conn.execute("COMMIT")
         except BaseException:
@@ -225,6 +237,13 @@ def _sqlite_prepare(conn: sqlite3.Connection, plan: Plan, tracker: Tracker) -> b
             for table in TABLES:
                 conn.execute(f"DELETE FROM {table}")
     return True
+
+
+def _check_catalog_empty(has_products: Any, plan: Plan) -> None:
+    if has_products and not plan.reset:
+        raise DatabaseNotEmpty(
+            "the database already holds products: use --reset to replace the catalog and orders"
+        )
 
 
 def _may_write(*, has_data: bool, plan: Plan) -> bool:
@@ -288,8 +307,16 @@ async def write_postgres(dsn: str, plan: Plan, tracker: Tracker) -> bool:
                     "SELECT setval(pg_get_serial_sequence('coupons', 'id'), "
                     "COALESCE((SELECT max(id) FROM coupons), 0) + 1, false)"
                 )
+            if plan.catalog is not None:
+                from peakshop.bench import seed_catalog_store
+
+                _check_catalog_empty(
+                    await conn.fetchval("SELECT EXISTS (SELECT 1 FROM products)"), plan
+                )
+                await seed_catalog_store.write_postgres(conn, plan.catalog, tracker)
         with tracker.phase("analyze"):
-            await conn.execute(f"ANALYZE {', '.join(TABLES)}")
+            tables = [*TABLES, *(CATALOG_TABLES if plan.catalog else ())]
+            await conn.execute(f"ANALYZE {', '.join(tables)}")
         return True
     finally:
         await conn.close()

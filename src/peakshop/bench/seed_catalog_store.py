@@ -1,0 +1,266 @@
+"""Writing the catalog and the orders through each database's bulk path (executemany in one
+transaction on SQLite, COPY on PostgreSQL), in chunks so memory stays flat, then the
+products' sold units and the analytics roll-up of the finished days in set-based SQL."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+import asyncpg
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateIndex
+
+from peakshop.bench.seed_catalog_data import DAY, Catalog, ItemRow, OrderRow, order_stream
+from peakshop.bench.seed_store import Tracker, sqlite_stamp
+from peakshop.orders.models import orders as orders_table
+
+CHUNK = 20_000
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+# Children first, so that emptying them never trips a foreign key.
+TABLES = (
+    "product_sales_daily",
+    "sales_daily",
+    "coupon_daily",
+    "order_items",
+    "flash_sale_buyers",
+    "orders",
+    "jobs",
+    "flash_sales",
+    "products",
+    "categories",
+    "sellers",
+)
+CATEGORY_COLUMNS = ("id", "name", "parent_id", "path", "created_at", "updated_at")
+SELLER_COLUMNS = ("id", "name", "email", "created_at", "updated_at")
+PRODUCT_COLUMNS = (
+    "id", "name", "description", "price_cents", "currency", "status", "seller_id",
+    "category_id", "image_urls", "initial_stock", "available", "reserved", "sold",
+    "allocated", "created_at", "updated_at",
+)  # fmt: skip
+ORDER_COLUMNS = (
+    "id", "user_id", "kind", "status", "subtotal_cents", "discount_cents", "total_cents",
+    "idempotency_scope", "idempotency_key", "request_hash", "job_id", "failure_reason",
+    "created_at", "updated_at", "pay_by",
+)  # fmt: skip
+ITEM_COLUMNS = ("order_id", "product_id", "quantity", "unit_price_cents")
+FAILURE = {"failed": "processing_failed", "cancelled": "cancelled_by_request"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CatalogPlan:
+    catalog: Catalog
+    orders: int
+    users: int
+    seed: int
+    now: float
+
+
+def _product_row(product: list[Any], stamp: Any) -> tuple[Any, ...]:
+    number, name, price, status, seller, category, created, stock, _sold = product
+    return (
+        number, name, f"{name}: a seeded product.", price, "EUR", status, seller, category,
+        json.dumps([f"https://img.example/p/{number}.jpg"]), stock, stock, 0, 0, 0,
+        stamp(created), stamp(created),
+    )  # fmt: skip
+
+
+def _order_row(order: OrderRow, stamp: Any) -> tuple[Any, ...]:
+    order_id, user, status, subtotal, total, created = order
+    at = stamp(created)
+    return (
+        order_id, user, "regular", status, subtotal, 0, total, "seed", order_id, "seed",
+        "job_" + order_id[4:], FAILURE.get(status), at, at, stamp(created + 900),
+    )  # fmt: skip
+
+
+def fast_sqlite_stamps(now: float) -> Any:
+    """SQLite's text stamp of a whole-second epoch as two table lookups: strftime on three
+    million datetimes costs seconds on the 2-core machine."""
+    first_day = int(now) // DAY - 2 * 366
+    days = [sqlite_stamp((first_day + d) * DAY)[:11] for d in range(3 * 366)]
+    seconds = [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}.000000" for s in range(DAY)]
+
+    def stamp(epoch: int) -> str:
+        return days[epoch // DAY - first_day] + seconds[epoch % DAY]
+
+    return stamp
+
+
+def _chunks(plan: CatalogPlan, stamp: Any) -> Iterator[tuple[list[tuple[Any, ...]], list[ItemRow]]]:
+    stream = order_stream(
+        plan.catalog, orders=plan.orders, users=plan.users, seed=plan.seed, now=plan.now
+    )
+    while True:
+        batch = list(itertools.islice(stream, CHUNK))
+        if not batch:
+            return
+        yield [_order_row(o, stamp) for o, _ in batch], [i for _, items in batch for i in items]
+
+
+def _drop_indexes() -> list[str]:
+    """A bulk load builds secondary indexes once at the end instead of row by row (several
+    times faster); the unique constraints stay, since they are the data's own checks."""
+    return [f"DROP INDEX {index.name}" for index in orders_table.indexes]
+
+
+def _create_indexes(dialect: Any) -> list[str]:
+    return [str(CreateIndex(index).compile(dialect=dialect)) for index in orders_table.indexes]
+
+
+def _today_start(now: float) -> datetime:
+    return datetime.combine(datetime.fromtimestamp(now, UTC).date(), time(), tzinfo=UTC)
+
+
+def _sql_insert(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+def write_sqlite(conn: sqlite3.Connection, plan: CatalogPlan, tracker: Tracker) -> None:
+    """Inside the caller's transaction (the seed is all or nothing)."""
+    catalog, now_text = plan.catalog, sqlite_stamp(plan.now)
+    with tracker.phase("catalog reset"):
+        for table in TABLES:
+            conn.execute(f"DELETE FROM {table}")
+    with tracker.phase("categories, sellers, products", len(catalog.products)) as advance:
+        conn.executemany(
+            _sql_insert("categories", CATEGORY_COLUMNS),
+            [(*c, now_text, now_text) for c in catalog.categories],
+        )
+        conn.executemany(
+            _sql_insert("sellers", SELLER_COLUMNS),
+            [(*s, now_text, now_text) for s in catalog.sellers],
+        )
+        conn.executemany(
+            _sql_insert("products", PRODUCT_COLUMNS),
+            (_product_row(p, sqlite_stamp) for p in catalog.products),
+        )
+        advance(len(catalog.products))
+    with tracker.phase("orders", plan.orders) as advance:
+        insert_orders = _sql_insert("orders", ORDER_COLUMNS)
+        insert_items = _sql_insert("order_items", ITEM_COLUMNS)
+        for statement in _drop_indexes():
+            conn.execute(statement)
+        for orders, items in _chunks(plan, fast_sqlite_stamps(plan.now)):
+            conn.executemany(insert_orders, orders)
+            conn.executemany(insert_items, items)
+            advance(len(orders))
+    with tracker.phase("orders' indexes"):
+        for statement in _create_indexes(sqlite.dialect()):
+            conn.execute(statement)
+    with tracker.phase("stock ledger and analytics"):
+        conn.executemany(
+            "UPDATE products SET sold = ?, initial_stock = initial_stock + ? WHERE id = ?",
+            [(p[8], p[8], p[0]) for p in catalog.products if p[8]],
+        )
+        conn.executemany(
+            "INSERT INTO sales_daily (day, orders, revenue_cents, discount_cents, units, "
+            "rolled_up_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [(d.isoformat(), *rest, now_text) for d, *rest in sales_daily_rows(plan)],
+        )
+        conn.executemany(
+            "INSERT INTO product_sales_daily (day, product_id, units, revenue_cents) "
+            "VALUES (?, ?, ?, ?)",
+            ((d.isoformat(), *rest) for d, *rest in product_daily_rows(plan)),
+        )
+        today = sqlite_stamp(_today_start(plan.now).timestamp())
+        for statement in _roll_up_sql(day="date({column})", today="?"):
+            conn.execute(statement, (today,))
+
+
+async def write_postgres(conn: asyncpg.Connection, plan: CatalogPlan, tracker: Tracker) -> None:
+    """Inside the caller's transaction; ids are given, so the sequences are moved past them."""
+    catalog = plan.catalog
+    now = datetime.fromtimestamp(plan.now, UTC)
+
+    def stamp(epoch: float) -> datetime:
+        return datetime.fromtimestamp(epoch, UTC)
+
+    with tracker.phase("catalog reset"):
+        await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+    with tracker.phase("categories, sellers, products", len(catalog.products)) as advance:
+        await conn.copy_records_to_table(
+            "categories",
+            records=[(*c, now, now) for c in catalog.categories],
+            columns=CATEGORY_COLUMNS,
+        )
+        await conn.copy_records_to_table(
+            "sellers", records=[(*s, now, now) for s in catalog.sellers], columns=SELLER_COLUMNS
+        )
+        await conn.copy_records_to_table(
+            "products",
+            records=(_product_row(p, stamp) for p in catalog.products),
+            columns=PRODUCT_COLUMNS,
+        )
+        advance(len(catalog.products))
+    with tracker.phase("orders", plan.orders) as advance:
+        for statement in _drop_indexes():
+            await conn.execute(statement)
+        for orders, items in _chunks(plan, stamp):
+            await conn.copy_records_to_table("orders", records=orders, columns=ORDER_COLUMNS)
+            await conn.copy_records_to_table("order_items", records=items, columns=ITEM_COLUMNS)
+            advance(len(orders))
+    with tracker.phase("orders' indexes"):
+        for statement in _create_indexes(postgresql.dialect()):  # type: ignore[no-untyped-call]
+            await conn.execute(statement)
+    with tracker.phase("stock ledger and analytics"):
+        await conn.executemany(
+            "UPDATE products SET sold = $1, initial_stock = initial_stock + $1 WHERE id = $2",
+            [(p[8], p[0]) for p in catalog.products if p[8]],
+        )
+        await conn.copy_records_to_table(
+            "sales_daily",
+            records=[(*row, now) for row in sales_daily_rows(plan)],
+            columns=("day", "orders", "revenue_cents", "discount_cents", "units", "rolled_up_at"),
+        )
+        await conn.copy_records_to_table(
+            "product_sales_daily",
+            records=product_daily_rows(plan),
+            columns=("day", "product_id", "units", "revenue_cents"),
+        )
+        today = _today_start(plan.now)
+        for statement in _roll_up_sql(day="({column} AT TIME ZONE 'UTC')::date", today="$1"):
+            await conn.execute(statement, today)
+        for table in ("categories", "sellers", "products"):
+            await conn.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"GREATEST((SELECT max(id) FROM {table}), 1))"
+            )
+
+
+def sales_daily_rows(plan: CatalogPlan) -> list[tuple[date, int, int, int, int]]:
+    """The roll-up's sales_daily rows of the finished days, from the tally kept while the
+    orders were generated: (day, orders, revenue, discount, units)."""
+    today = int(plan.now) // DAY
+    return [
+        (date.fromordinal(EPOCH_ORDINAL + day), orders, revenue, 0, units)
+        for day, (orders, revenue, units) in sorted(plan.catalog.daily.items())
+        if day < today
+    ]
+
+
+def product_daily_rows(plan: CatalogPlan) -> Iterator[tuple[date, int, int, int]]:
+    """The roll-up's product_sales_daily rows of the finished days, from the tally."""
+    today = int(plan.now) // DAY
+    revenue = plan.catalog.product_revenue
+    for key, units in sorted(plan.catalog.product_units.items()):
+        day = key >> 32
+        if day < today:
+            yield date.fromordinal(EPOCH_ORDINAL + day), key & 0xFFFFFFFF, units, revenue[key]
+
+
+def _roll_up_sql(*, day: str, today: str) -> list[str]:
+    """The rest of the analytics roll-up of every finished day (before the ``today``
+    placeholder, the start of today), as the scheduled job computes it, in set-based SQL."""
+    use_day = day.format(column="u.used_at")
+    return [
+        "INSERT INTO coupon_daily (day, coupon_id, redemptions, discount_cents, "
+        f"order_total_cents) SELECT {use_day}, u.coupon_id, count(*), "
+        "sum(u.discount_cents), sum(u.order_total_cents) FROM coupon_usage u "
+        f"WHERE u.used_at < {today} GROUP BY {use_day}, u.coupon_id",
+    ]

@@ -15,7 +15,7 @@ import argparse
 from decimal import Decimal
 
 import msgspec
-from litestar import Litestar, get, post
+from litestar import Litestar, Request, Response, get, post
 
 
 class ValidateRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -69,12 +69,45 @@ async def flash_sale_order(sale_id: int, data: FlashSaleOrderRequest) -> Accepte
     return Accepted(order_id=f"{name}-{data.user_id}", job_id=name, status="pending")
 
 
+# A first page of 20 products, encoded once: the ceiling of a cached catalog read.
+PAGES: dict[str, bytes] = {
+    "": msgspec.json.encode(
+        {
+            "items": [
+                {
+                    "id": number,
+                    "name": f"Product {number}",
+                    "description": f"Product {number}: a seeded product.",
+                    "price": "24.99",
+                    "currency": "EUR",
+                    "status": "active",
+                    "seller": {"id": 1, "name": "Seller 00001"},
+                    "category": {"id": 2, "name": "Shoes Basics", "path": "/1/2/"},
+                    "image_urls": [f"https://img.example/p/{number}.jpg"],
+                    "current_stock": 42,
+                    "created_at": "2026-01-01T00:00:00Z",
+                    "updated_at": "2026-01-01T00:00:00Z",
+                }
+                for number in range(1, 21)
+            ],
+            "next_cursor": "WyIxMjM0NTYiLG51bGwsMjBd",
+        }
+    )
+}
+
+
+@get("/api/v1/products")
+async def products_page(request: Request) -> Response[bytes]:  # type: ignore[type-arg]
+    body = PAGES.get(request.url.query or "", PAGES[""])
+    return Response(content=body, media_type="application/json")
+
+
 @get("/ready")
 async def ready() -> dict[str, bool]:
     return {"ready": True}
 
 
-app = Litestar(route_handlers=[validate, flash_sale_order, ready], debug=False)
+app = Litestar(route_handlers=[validate, flash_sale_order, products_page, ready], debug=False)
 
 
 def serve(*, host: str, port: int) -> None:

@@ -224,3 +224,55 @@ def flash_sale(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     raise typer.Exit(code)
+
+
+@app.command("catalog")
+def catalog(
+    url: Annotated[str | None, typer.Option(help="A running server.")] = None,
+    spawn: Annotated[
+        bool,
+        typer.Option("--spawn", help="Start `peakshop serve` against the configured database."),
+    ] = False,
+    compare_minimal: Annotated[
+        bool, typer.Option("--compare-minimal", help="The first page against the minimal app too.")
+    ] = False,
+    duration: Annotated[float, typer.Option(help="Seconds of each closed-loop run.")] = 10.0,
+    concurrency: Annotated[int, typer.Option(help="Closed loop: connections.")] = 100,
+    uncached_rate: Annotated[
+        float, typer.Option(help="Open loop rate of the uncached-list run (req/s).")
+    ] = 500.0,
+    uncached_duration: Annotated[float, typer.Option(help="Seconds of the uncached run.")] = 20.0,
+    procs: Annotated[int, typer.Option(help="Sender processes.")] = 1,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write everything measured to this file.")
+    ] = None,
+) -> None:
+    """Load-test the catalog on a seeded database: the cached first page against the minimal
+    app, a browse mix with the cache hit rate, and uncached list pages in an open loop."""
+    from rich.console import Console
+
+    from peakshop.bench.catalog import CatalogOptions, run
+    from peakshop.config import SettingsError, load_settings
+
+    options = CatalogOptions(
+        url=url,
+        spawn=spawn,
+        compare_minimal=compare_minimal,
+        duration=duration,
+        concurrency=concurrency,
+        uncached_rate=uncached_rate,
+        uncached_duration=uncached_duration,
+        procs=procs,
+        json_path=json_path,
+    )
+    try:
+        options.check()
+        settings = load_settings()
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=140)
+        code = run(options, settings=settings, console=console)
+    except (ValueError, SettingsError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    raise typer.Exit(code)

@@ -57,6 +57,9 @@ class LoadSpec:
     # The answers that count as served (and are timed): 2xx by default; a flash sale's 409
     # (sold out) is an answer too.
     ok_statuses: frozenset[int] = frozenset(range(200, 300))
+    # GET requests instead: ``bodies`` then hold each request's path and query, appended to
+    # ``url`` (e.g. b"/api/v1/products?sort=price_asc").
+    method: Literal["POST", "GET"] = "POST"
     mode: Mode = "closed"
     concurrency: int = 1  # closed: workers; open: most connections open at once
     requests: int | None = None  # closed loop: stop after this many (this sender's share)
@@ -214,6 +217,10 @@ class _Sender:
         self.spec = spec
         self.session = session
         self.url = URL(spec.url)  # parsed once, not per request
+        # GET: every path parsed once before the run, not per request.
+        self.urls = (
+            [URL(spec.url + body.decode()) for body in spec.bodies] if spec.method == "GET" else []
+        )
         self.latencies: list[int] = []
         self.services: list[int] = []
         self.lags: list[int] = []
@@ -230,7 +237,12 @@ class _Sender:
         body = spec.bodies[index]
         headers = None if spec.body_headers is None else spec.body_headers[index]
         try:
-            async with self.session.post(self.url, data=body, headers=headers) as response:
+            request = (
+                self.session.get(self.urls[index], headers=headers)
+                if self.urls
+                else self.session.post(self.url, data=body, headers=headers)
+            )
+            async with request as response:
                 await response.read()
                 status = response.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:

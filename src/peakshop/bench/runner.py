@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import psutil
 from rich.console import Console
@@ -37,6 +37,7 @@ class Runner:
     path: str = VALIDATE_PATH
     body_headers: Sequence[Mapping[str, str]] | None = None
     ok_statuses: frozenset[int] = frozenset(range(200, 300))
+    method: Literal["POST", "GET"] = "POST"
     wait_quiet: float = 0.0  # seconds to wait, before each run, for the machine to be idle
     runs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -60,6 +61,7 @@ class Runner:
             headers={"Authorization": f"Bearer {self.token}"},
             body_headers=self.body_headers,
             ok_statuses=self.ok_statuses,
+            method=self.method,
             mode=mode,
             concurrency=concurrency,
             requests=requests,

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from peakshop.catalog.models import categories, products
+from peakshop.catalog.models import categories, products, sellers
 from peakshop.errors import InvalidInput
 
 MAX_PAGE_SIZE = 100
@@ -89,6 +89,34 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+# What a product's answer needs, its seller's and category's names joined in: one query per
+# page, whatever its size (the "N+1" of fetching them per product cannot happen).
+PRODUCT_COLUMNS = (
+    products.c.id,
+    products.c.name,
+    products.c.description,
+    products.c.price_cents,
+    products.c.currency,
+    products.c.status,
+    products.c.seller_id,
+    products.c.category_id,
+    products.c.image_urls,
+    products.c.available,
+    products.c.created_at,
+    products.c.updated_at,
+    sellers.c.name.label("seller_name"),
+    categories.c.name.label("category_name"),
+    categories.c.path.label("category_path"),
+)
+JOINED = products.outerjoin(sellers, sellers.c.id == products.c.seller_id).outerjoin(
+    categories, categories.c.id == products.c.category_id
+)
+
+
+def select_products() -> sa.Select[Any]:
+    return sa.select(*PRODUCT_COLUMNS).select_from(JOINED)
+
+
 async def category_path(conn: AsyncConnection, category_id: int) -> str | None:
     query = sa.select(categories.c.path).where(categories.c.id == category_id)
     return (await conn.execute(query)).scalar()
@@ -143,7 +171,7 @@ async def cursor_page(
     clauses = _where(filters, path)
     if cursor:
         clauses.append(_after(filters, decode_cursor(cursor, filters)))
-    query = sa.select(products).where(*clauses).order_by(*_order(filters)).limit(limit + 1)
+    query = select_products().where(*clauses).order_by(*_order(filters)).limit(limit + 1)
     rows = list((await conn.execute(query)).mappings().all())
     page = rows[:limit]
     next_cursor = encode_cursor(filters, page[-1]) if len(rows) > limit and page else None
@@ -160,7 +188,7 @@ async def offset_page(
         await conn.execute(sa.select(sa.func.count()).select_from(products).where(*clauses))
     ).scalar_one()
     query = (
-        sa.select(products)
+        select_products()
         .where(*clauses)
         .order_by(*_order(filters))
         .limit(limit)

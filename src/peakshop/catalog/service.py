@@ -204,37 +204,37 @@ async def _check_refs(
         raise UnknownReference("category", category_id, field="category_id")
 
 
-async def products_out(conn: AsyncConnection, rows: list[RowMapping]) -> list[ProductOut]:
-    """Products with their sellers and categories: two queries, whatever the page size."""
-    seller_rows = await repository.sellers_by_id(
-        conn, {row["seller_id"] for row in rows if row["seller_id"] is not None}
-    )
-    category_rows = await repository.categories_by_id(
-        conn, {row["category_id"] for row in rows if row["category_id"] is not None}
-    )
-    items = []
-    for row in rows:
-        seller = seller_rows.get(row["seller_id"])
-        category = category_rows.get(row["category_id"])
-        items.append(
-            ProductOut(
-                id=row["id"],
-                name=row["name"],
-                description=row["description"],
-                price=format_cents(row["price_cents"]),
-                currency=row["currency"],
-                status=row["status"],
-                seller=None if seller is None else SellerRef(seller["id"], seller["name"]),
-                category=None
-                if category is None
-                else CategoryRef(category["id"], category["name"], category["path"]),
-                image_urls=list(row["image_urls"] or []),
-                current_stock=row["available"],
-                created_at=_dt(row["created_at"]),
-                updated_at=_dt(row["updated_at"]),
-            )
+def products_out(rows: list[RowMapping]) -> list[ProductOut]:
+    """Products from rows of ``listing.select_products`` (seller and category joined in)."""
+    return [
+        ProductOut(
+            id=row["id"],
+            name=row["name"],
+            description=row["description"],
+            price=format_cents(row["price_cents"]),
+            currency=row["currency"],
+            status=row["status"],
+            seller=None
+            if row["seller_id"] is None
+            else SellerRef(row["seller_id"], row["seller_name"]),
+            category=None
+            if row["category_id"] is None
+            else CategoryRef(row["category_id"], row["category_name"], row["category_path"]),
+            image_urls=list(row["image_urls"] or []),
+            current_stock=row["available"],
+            created_at=_dt(row["created_at"]),
+            updated_at=_dt(row["updated_at"]),
         )
-    return items
+        for row in rows
+    ]
+
+
+async def product_out(conn: AsyncConnection, product_id: int) -> ProductOut:
+    query = listing.select_products().where(products.c.id == product_id)
+    row = (await conn.execute(query)).mappings().first()
+    if row is None:
+        raise CatalogNotFound("product", product_id)
+    return products_out([row])[0]
 
 
 async def create_product(conn: AsyncConnection, *, data: ProductIn, now: datetime) -> ProductOut:
@@ -256,14 +256,11 @@ async def create_product(conn: AsyncConnection, *, data: ProductIn, now: datetim
             "updated_at": now,
         },
     )
-    return (await products_out(conn, [row]))[0]
+    return await product_out(conn, row["id"])
 
 
 async def get_product(conn: AsyncConnection, *, product_id: int) -> ProductOut:
-    row = await repository.get_product(conn, product_id)
-    if row is None:
-        raise CatalogNotFound("product", product_id)
-    return (await products_out(conn, [row]))[0]
+    return await product_out(conn, product_id)
 
 
 async def update_product(
@@ -278,7 +275,7 @@ async def update_product(
         changes["price_cents"] = cents(changes.pop("price"), "price")
     row = await repository.update_product(conn, product_id, {**changes, "updated_at": now})
     assert row is not None
-    return (await products_out(conn, [row]))[0], before
+    return await product_out(conn, product_id), before
 
 
 async def archive_product(
@@ -292,7 +289,7 @@ async def archive_product(
         conn, product_id, {"status": "archived", "updated_at": now}
     )
     assert row is not None
-    return (await products_out(conn, [row]))[0], before
+    return await product_out(conn, product_id), before
 
 
 async def list_products(
@@ -312,10 +309,8 @@ async def list_products(
         if cursor is not None:
             raise InvalidInput("give cursor or page, not both", field="page")
         rows, total = await listing.offset_page(conn, filters, path=path, page=page, limit=limit)
-        return ProductPage(
-            items=await products_out(conn, rows), page=page, limit=limit, total=total
-        )
+        return ProductPage(items=products_out(rows), page=page, limit=limit, total=total)
     rows, next_cursor = await listing.cursor_page(
         conn, filters, path=path, cursor=cursor, limit=limit
     )
-    return ProductPage(items=await products_out(conn, rows), next_cursor=next_cursor)
+    return ProductPage(items=products_out(rows), next_cursor=next_cursor)

@@ -6,8 +6,9 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv/bin
 PORT ?= 8000
 HOST ?= 127.0.0.1
-# Demo data for `make run`: the issue's default data set (seeded once, kept afterwards).
-SEED_ARGS ?= --users 1000000 --coupons 5000 --usage 3000
+# Demo data for `make run`: the default coupon data set and a catalog with a year of orders
+# (seeded once, kept afterwards).
+SEED_ARGS ?= --users 1000000 --coupons 5000 --usage 3000 --sellers 200 --products 20000 --orders 200000
 
 .PHONY: install run test lint format bench clean
 

@@ -20,7 +20,7 @@ from peakshop.coupons.index import CouponIndex
 from peakshop.coupons.tasks import ValidationLogRecord, build_validation_log
 from peakshop.db import Database
 from peakshop.inventory.service import SaleDirectory
-from peakshop.jobs import audit
+from peakshop.jobs import audit, notifications, reports
 from peakshop.jobs import tasks as jobs_tasks
 from peakshop.jobs.queue import JobQueue
 from peakshop.jobs.worker import Worker
@@ -57,7 +57,13 @@ class Runtime:
         self.flash_recorder = FlashOrderRecorder(self.db)
         self.payment = build_confirmation(settings)
         self.job_types = {
-            job.name: job for job in [*order_tasks.job_types(settings), *audit.JOB_TYPES]
+            job.name: job
+            for job in [
+                *order_tasks.job_types(settings),
+                *audit.JOB_TYPES,
+                *notifications.job_types(settings),
+                *reports.job_types(settings),
+            ]
         }
         self.worker: Worker | None = None
         self.started_at = time.monotonic()

@@ -53,6 +53,9 @@ class JobQueue(Protocol):
     async def publish(self, message: JobMessage) -> None:
         """Make a committed job row's message deliverable (again)."""
 
+    async def publish_many(self, messages: list[JobMessage]) -> None:
+        """``publish`` for a batch, in one round trip."""
+
     async def receive(self, *, consumer: str, count: int, wait: float) -> list[Delivery]:
         """Up to ``count`` deliveries, waiting up to ``wait`` seconds for the first. Includes
         the messages of consumers that died holding them (idle past the lease)."""

@@ -74,6 +74,14 @@ class RedisJobQueue:
     async def publish(self, message: JobMessage) -> None:
         await self._client.xadd(STREAM, {FIELD: encode_message(message)})
 
+    async def publish_many(self, messages: list[JobMessage]) -> None:
+        if not messages:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for message in messages:
+                pipe.xadd(STREAM, {FIELD: encode_message(message)})
+            await pipe.execute()
+
     async def receive(self, *, consumer: str, count: int, wait: float) -> list[Delivery]:
         await self._move_due(keys=[DELAYED, STREAM], args=[time.time(), count, FIELD])
         deliveries: list[Delivery] = []

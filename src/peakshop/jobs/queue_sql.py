@@ -34,6 +34,9 @@ class SqlJobQueue:
     async def publish(self, message: JobMessage) -> None:
         self._wake.set()
 
+    async def publish_many(self, messages: list[JobMessage]) -> None:
+        self._wake.set()
+
     async def receive(self, *, consumer: str, count: int, wait: float) -> list[Delivery]:
         deadline = time.monotonic() + wait
         while True:

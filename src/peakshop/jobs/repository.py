@@ -120,9 +120,12 @@ async def start_jobs(
         adopted = [m for m in missing if m.id not in too_early]
         if adopted:
             await insert_jobs(conn, adopted, now=now, available_at=epoch)
-            claimed |= await _claim(
-                conn, [m.id for m in adopted], now=now, epoch=epoch, lease=lease
-            )
+        # Claim again what exists now: the adopted rows, and rows whose writer committed
+        # between the first claim and the look-up (PostgreSQL's READ COMMITTED shows them to
+        # the next statement); what still cannot be claimed is done, dead or held.
+        again = [m.id for m in unclaimed if m.id in existing] + [m.id for m in adopted]
+        if again:
+            claimed |= await _claim(conn, again, now=now, epoch=epoch, lease=lease)
     return Started(claimed=claimed, too_early=too_early)
 
 
@@ -157,6 +160,17 @@ async def finish_job(conn: AsyncConnection, job_id: str, *, now: datetime) -> No
         .where(jobs.c.id == job_id)
         .values(status="done", locked_until=None, updated_at=now, finished_at=now, last_error=None)
     )
+
+
+async def extend_lease(conn: AsyncConnection, job_id: str, *, until: float) -> bool:
+    """Keep a long attempt's job from being delivered again while it still runs; False if
+    the job is no longer held (finished, or taken over after a lapse)."""
+    result = await conn.execute(
+        sa.update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status == "processing")
+        .values(locked_until=until)
+    )
+    return bool(result.rowcount)
 
 
 async def fail_job(

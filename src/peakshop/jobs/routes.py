@@ -1,4 +1,5 @@
-"""HTTP routes of the jobs domain: the dead-letter queue's administration."""
+"""HTTP routes of the jobs domain: the dead-letter queue's administration, the audit trail,
+reports."""
 
 from __future__ import annotations
 
@@ -6,11 +7,18 @@ from typing import Annotated
 
 from litestar import Router, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.response import File
 
 from peakshop.auth import admin_guard
-from peakshop.jobs import audit, service
-from peakshop.jobs.schemas import DeadLetterPage, JobOut
+from peakshop.jobs import audit, reports, service
+from peakshop.jobs.schemas import (
+    DeadLetterPage,
+    JobOut,
+    ReportAccepted,
+    ReportOut,
+    ReportRequest,
+)
 from peakshop.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page_of
 from peakshop.runtime import Runtime
 
@@ -65,8 +73,42 @@ async def list_audit(
     return audit.AuditPage(items=items, next_cursor=next_cursor)
 
 
+@post("/api/v1/reports", guards=[admin_guard], status_code=202)
+async def create_report(data: JSONBody[ReportRequest], state: State) -> ReportAccepted:
+    """Queue a report (`sales`, `coupons` or `inventory`, CSV) over [from, to); poll
+    `GET /api/v1/reports/{id}` until it is done, then download it."""
+    return await reports.create_report(state.runtime, request=data)
+
+
+@get("/api/v1/reports/{report_id:str}", guards=[admin_guard])
+async def get_report(report_id: FromPath[str], state: State) -> ReportOut:
+    """The report's status (queued, running, done, failed) and, once done, its download URL."""
+    runtime: Runtime = state.runtime
+    async with runtime.db.read() as conn:
+        return await reports.get_report(conn, report_id=report_id)
+
+
+@get(
+    "/api/v1/reports/{report_id:str}/download",
+    guards=[admin_guard],
+    media_type="text/csv; charset=utf-8",
+)
+async def download_report(report_id: FromPath[str], state: State) -> File:
+    """The report's file, streamed (409 until it is done)."""
+    path = await reports.report_file(state.runtime, report_id=report_id)
+    return File(path=path, filename=path.name, media_type="text/csv; charset=utf-8")
+
+
 router = Router(
     path="/",
-    route_handlers=[list_dead_letters, retry_dead_letter, discard_dead_letter, list_audit],
+    route_handlers=[
+        list_dead_letters,
+        retry_dead_letter,
+        discard_dead_letter,
+        list_audit,
+        create_report,
+        get_report,
+        download_report,
+    ],
     tags=["jobs"],
 )

@@ -1,15 +1,20 @@
-"""Job status and the dead-letter queue's administration."""
+"""Job status, enqueueing (one job, a batch, or an outbox written in the caller's transaction)
+and the dead-letter queue's administration."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from peakshop.jobs import repository
 from peakshop.jobs.errors import JobNotFound
+from peakshop.jobs.queue import JobMessage
 from peakshop.jobs.schemas import JobOut
 from peakshop.jobs.worker import new_message
 from peakshop.kit.clock import from_db, utcnow
@@ -17,6 +22,8 @@ from peakshop.kit.ids import new_id
 
 if TYPE_CHECKING:
     from peakshop.runtime import Runtime
+
+log = structlog.get_logger(__name__)
 
 
 def job_out(row: RowMapping) -> JobOut:
@@ -78,3 +85,67 @@ async def enqueue(
         await repository.insert_job(conn, message, now=now, available_at=now.timestamp())
     await runtime.queue.publish(message)
     return message.id
+
+
+class Outbox:
+    """Jobs written in the caller's transaction and published after its commit: a job exists
+    if and only if the change that asked for it committed (a worker never sees a job for a
+    rolled-back change, and a crash after the commit loses no job: the republish sweep sends
+    a message whose publish never happened)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.messages: list[JobMessage] = []
+
+    async def stage(
+        self,
+        conn: AsyncConnection,
+        name: str,
+        payloads: Sequence[dict[str, Any]],
+        *,
+        subjects: Sequence[str | None] | None = None,
+        job_ids: Sequence[str] | None = None,
+        now: datetime | None = None,
+    ) -> list[JobMessage]:
+        """Insert one job per payload (in one statement); a job id that already exists is
+        left alone, so deterministic ids make staging idempotent."""
+        if not payloads:
+            return []
+        job_type = self.runtime.job_types[name]
+        ids = job_ids or [new_id("job") for _ in payloads]
+        about = subjects or [None] * len(payloads)
+        messages = [
+            new_message(job_type, job_id=job_id, payload=payload, subject=subject)
+            for job_id, payload, subject in zip(ids, payloads, about, strict=True)
+        ]
+        now = now or utcnow()
+        await repository.insert_jobs(conn, messages, now=now, available_at=now.timestamp())
+        self.messages += messages
+        return messages
+
+    async def publish(self) -> None:
+        """After the commit. A failed publish is not the caller's failure: the jobs are
+        committed, and the republish sweep sends them after the grace period."""
+        messages, self.messages = self.messages, []
+        if not messages:
+            return
+        try:
+            await self.runtime.queue.publish_many(messages)
+        except Exception:
+            log.exception("job_publish_failed", jobs=len(messages), name=messages[0].name)
+
+
+async def enqueue_many(
+    runtime: Runtime,
+    name: str,
+    payloads: Sequence[dict[str, Any]],
+    *,
+    subjects: Sequence[str | None] | None = None,
+) -> list[str]:
+    """``enqueue`` for a batch: every row in one transaction, then one batched publish.
+    Returns the job ids."""
+    outbox = Outbox(runtime)
+    async with runtime.db.write() as conn:
+        messages = await outbox.stage(conn, name, payloads, subjects=subjects)
+    await outbox.publish()
+    return [message.id for message in messages]

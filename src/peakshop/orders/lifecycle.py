@@ -21,10 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from peakshop.coupons import service as coupon_service
 from peakshop.inventory import repository as inventory_repository
 from peakshop.inventory import service as inventory_service
+from peakshop.jobs import notifications
 from peakshop.monitoring import metrics
 from peakshop.orders import repository
 
 if TYPE_CHECKING:
+    from peakshop.jobs.service import Outbox
     from peakshop.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -43,8 +45,12 @@ async def run_hooks(hooks: list[Hook]) -> None:
             log.exception("hot_state_update_failed")
 
 
-async def confirm(conn: AsyncConnection, order: RowMapping, *, now: datetime) -> bool:
-    """pending -> confirmed: the reserved units become sold."""
+async def confirm(
+    conn: AsyncConnection, order: RowMapping, *, now: datetime, outbox: Outbox | None = None
+) -> bool:
+    """pending -> confirmed: the reserved units become sold. With an ``outbox``, the order's
+    notification job is written in the same transaction (publish the outbox after the
+    commit); every caller that confirms an order for a buyer passes one."""
     if not await repository.move_status(
         conn, order["id"], from_status="pending", to_status="confirmed", now=now
     ):
@@ -57,14 +63,21 @@ async def confirm(conn: AsyncConnection, order: RowMapping, *, now: datetime) ->
             )
         else:
             await inventory_repository.confirm_product(conn, item["product_id"], item["quantity"])
+    if outbox is not None:
+        await notifications.stage_order_confirmed(outbox, conn, [order["id"]], now=now)
     metrics.ORDER_TRANSITIONS.labels("confirmed").inc()
     return True
 
 
 async def confirm_many(
-    conn: AsyncConnection, order_rows: list[RowMapping], *, now: datetime
+    conn: AsyncConnection,
+    order_rows: list[RowMapping],
+    *,
+    now: datetime,
+    outbox: Outbox | None = None,
 ) -> int:
-    """``confirm`` for a batch, with one stock statement per sale and per product."""
+    """``confirm`` for a batch, with one stock statement per sale and per product (and one
+    insert for the notification jobs of the orders that moved)."""
     moved = await repository.confirm_pending(conn, [row["id"] for row in order_rows], now=now)
     if not moved:
         return 0
@@ -81,6 +94,8 @@ async def confirm_many(
         await inventory_repository.confirm_in_sale(conn, sale_id, units)
     for product_id, units in sorted(per_product.items()):
         await inventory_repository.confirm_product(conn, product_id, units)
+    if outbox is not None:
+        await notifications.stage_order_confirmed(outbox, conn, moved, now=now)
     metrics.ORDER_TRANSITIONS.labels("confirmed").inc(len(moved))
     return len(moved)
 

@@ -11,6 +11,7 @@ import structlog
 
 from peakshop.config import Settings
 from peakshop.jobs.retry import RetryPolicy
+from peakshop.jobs.service import Outbox
 from peakshop.jobs.worker import JobContext, JobType, Sweep
 from peakshop.kit.clock import utcnow
 from peakshop.orders import lifecycle, recording, repository
@@ -61,8 +62,10 @@ async def process_order(context: JobContext, payload: dict[str, Any]) -> None:
     if order["status"] != "pending":
         return
     await runtime.payment.confirm(order_id=order_id, total_cents=order["total_cents"])
+    outbox = Outbox(runtime)  # the confirmation's notification job
     async with runtime.db.write() as conn:
-        await lifecycle.confirm(conn, order, now=utcnow())
+        await lifecycle.confirm(conn, order, now=utcnow(), outbox=outbox)
+    await outbox.publish()
 
 
 async def process_orders(
@@ -106,8 +109,10 @@ async def process_orders(
         else:
             confirmable.append(rows[ids[index]])
     if confirmable:
+        outbox = Outbox(runtime)  # the confirmations' notification jobs
         async with runtime.db.write() as conn:
-            await lifecycle.confirm_many(conn, confirmable, now=utcnow())
+            await lifecycle.confirm_many(conn, confirmable, now=utcnow(), outbox=outbox)
+        await outbox.publish()
     return outcomes
 
 

@@ -46,6 +46,7 @@ BEAT_TIMEOUT_SECONDS = 1.0  # no own heartbeat back for this long: the broadcast
 L2_RETRY_SECONDS = 2.0  # an open circuit is probed after this long
 MAX_PENDING_TAGS = 10_000  # beyond this, recovery drops the whole L2 instead of replaying
 CLEAR_TIMEOUT_SECONDS = 30.0
+REPLAY_BATCH = 500  # tags per replayed invalidation (a script with 2 keys per tag)
 
 Load = Callable[[], Awaitable[bytes]]
 
@@ -220,11 +221,10 @@ class Cache:
         self._drop_local(unique)
         if self._l2 is None:
             return
-        if not self._l2.healthy:
-            self._defer(unique)
-            return
+        # Tried even with the circuit open (writes are rare; a read would pay nothing): the
+        # sooner L2 and the other processes drop the entries, the sooner they see the write.
         try:
-            await self._l2.invalidate(unique)
+            await self._l2.invalidate(unique, force=True)
             await self._publish(_Note(self._origin, tags=unique))
         except L2Unavailable:
             self._defer(unique)
@@ -252,10 +252,10 @@ class Cache:
                 self._pending.clear()
         self._l2.trip()
 
-    async def _publish(self, note: _Note) -> None:
+    async def _publish(self, note: _Note, *, seconds: float | None = None) -> None:
         assert self._broadcast is not None and self._l2 is not None
         try:
-            async with asyncio.timeout(self._l2.timeout):
+            async with asyncio.timeout(seconds or self._l2.timeout):
                 await self._broadcast.publish(CHANNEL, _encode(note).decode())
         except Exception as exc:
             raise L2Unavailable(f"broadcast: {exc!r}") from exc
@@ -288,9 +288,11 @@ class Cache:
         if self._l2 is None:
             metrics.CACHE_L2_HEALTHY.set(1)  # embedded: nothing to degrade
             return
+        with contextlib.suppress(L2Unavailable):  # tripped: the maintenance task probes it
+            await self._l2.warm_up(seconds=BEAT_TIMEOUT_SECONDS)
         self._task = asyncio.create_task(self._maintain(), name="cache-maintain")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._first_beat.wait(), timeout=1.0)
+            await asyncio.wait_for(self._first_beat.wait(), timeout=BEAT_TIMEOUT_SECONDS)
         self._report()
 
     async def _maintain(self) -> None:
@@ -303,10 +305,13 @@ class Cache:
 
     async def _tick(self) -> None:
         assert self._l2 is not None
-        if self._l2.retry_due():
+        # With invalidations to replay, every tick: until they are, other processes may read
+        # their stale entries from L2 (a probe in the background costs no request anything).
+        if self._l2.retry_due() or (not self._l2.healthy and (self._pending or self._pending_all)):
             await self._recover()
         with contextlib.suppress(L2Unavailable):
-            await self._publish(_Note(self._origin, beat=True))
+            # Not on a request's path: a slow beat is not a lost one.
+            await self._publish(_Note(self._origin, beat=True), seconds=BEAT_TIMEOUT_SECONDS / 2)
         self._report()
 
     def _report(self) -> None:
@@ -319,16 +324,17 @@ class Cache:
         try:
             if self._pending_all:
                 await self._l2.clear(seconds=CLEAR_TIMEOUT_SECONDS)
-                await self._publish(_Note(self._origin, clear=True))
+                await self._publish(_Note(self._origin, clear=True), seconds=BEAT_TIMEOUT_SECONDS)
                 self._pending_all = False
             while self._pending and not self._pending_all:
-                batch = list(self._pending)[:500]
-                await self._l2.invalidate(batch, force=True)
-                await self._publish(_Note(self._origin, tags=batch))
+                # In the background: more time than a read gets, for a batch of many tags.
+                batch = list(self._pending)[:REPLAY_BATCH]
+                await self._l2.invalidate(batch, force=True, seconds=BEAT_TIMEOUT_SECONDS)
+                await self._publish(_Note(self._origin, tags=batch), seconds=BEAT_TIMEOUT_SECONDS)
                 self._pending.difference_update(batch)
             await self._l2.ping()
         except L2Unavailable:
-            return  # tripped again: the next probe in L2_RETRY_SECONDS
+            return  # tripped again: probed again next tick (replays left) or after the delay
         if not self._pending and not self._pending_all:
             self._l2.reset()
 

@@ -189,10 +189,14 @@ class RedisL2:
         stored = await self._call(lambda: self._store(keys=keys, args=args))
         return bool(stored)
 
-    async def invalidate(self, tags: Sequence[str], *, force: bool = False) -> None:
+    async def invalidate(
+        self, tags: Sequence[str], *, force: bool = False, seconds: float | None = None
+    ) -> None:
         keys = [*map(_version_key, tags), *map(_keys_key, tags)]
         args = [len(tags), TAG_VERSION_TTL_MS, DEL_BATCH]
-        await self._call(lambda: self._invalidate(keys=keys, args=args), force=force)
+        await self._call(
+            lambda: self._invalidate(keys=keys, args=args), force=force, seconds=seconds
+        )
 
     async def clear(self, *, seconds: float) -> None:
         """Drop every cached value: the epoch first (loads in flight then store nothing), then
@@ -215,6 +219,17 @@ class RedisL2:
 
     async def ping(self) -> None:
         await self._call(self._client.ping, force=True)
+
+    async def warm_up(self, *, seconds: float) -> None:
+        """Connect and load the scripts before the first read pays for it (a connection's
+        handshake and a script load can take longer than the read timeout)."""
+
+        async def run() -> None:
+            await self._client.ping()
+            for script in (self._fetch, self._store, self._invalidate):
+                await self._client.script_load(script.script)
+
+        await self._call(run, force=True, seconds=seconds)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

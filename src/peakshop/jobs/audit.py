@@ -4,9 +4,11 @@ background job so that the admin request does not wait for it, and listed by
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 import sqlalchemy as sa
@@ -14,6 +16,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from peakshop.db import upsert_insert
+from peakshop.errors import InvalidInput
 from peakshop.jobs.models import audit_log
 from peakshop.jobs.retry import RetryPolicy
 from peakshop.jobs.worker import JobContext, JobType
@@ -87,14 +90,41 @@ async def enqueue(
     )
 
 
+class _Cursor(msgspec.Struct, array_like=True):
+    at: datetime
+    id: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+
+
+def encode_cursor(row: AuditEntry) -> str:
+    raw = msgspec.json.encode(_Cursor(row.at, row.id))
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> _Cursor | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return msgspec.json.decode(raw, type=_Cursor)
+    except (binascii.Error, ValueError, msgspec.DecodeError) as exc:
+        raise InvalidInput("cursor is malformed", field="cursor") from exc
+
+
 async def list_entries(
-    conn: AsyncConnection, *, subject: str | None, before_id: int | None, limit: int
+    conn: AsyncConnection, *, subject: str | None, after: _Cursor | None, limit: int
 ) -> Sequence[RowMapping]:
-    query = sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+    """Newest change first, by when it was made (jobs may record them out of order)."""
+    query = sa.select(audit_log).order_by(audit_log.c.at.desc(), audit_log.c.id.desc()).limit(limit)
     if subject is not None:
         query = query.where(audit_log.c.subject == subject)
-    if before_id is not None:
-        query = query.where(audit_log.c.id < sa.literal(before_id, sa.BigInteger))
+    if after is not None:
+        last_id = sa.literal(after.id, sa.BigInteger)
+        query = query.where(
+            sa.or_(
+                audit_log.c.at < after.at,
+                sa.and_(audit_log.c.at == after.at, audit_log.c.id < last_id),
+            )
+        )
     return (await conn.execute(query)).mappings().all()
 
 

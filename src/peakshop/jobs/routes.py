@@ -19,7 +19,7 @@ from peakshop.jobs.schemas import (
     ReportOut,
     ReportRequest,
 )
-from peakshop.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page_of
+from peakshop.kit.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from peakshop.runtime import Runtime
 
 
@@ -67,9 +67,10 @@ async def list_audit(
     runtime: Runtime = state.runtime
     async with runtime.db.read() as conn:
         rows = await audit.list_entries(
-            conn, subject=subject, before_id=decode_cursor(cursor), limit=limit + 1
+            conn, subject=subject, after=audit.decode_cursor(cursor), limit=limit + 1
         )
-    items, next_cursor = page_of([audit.entry_out(row) for row in rows], limit=limit)
+    items = [audit.entry_out(row) for row in rows[:limit]]
+    next_cursor = audit.encode_cursor(items[-1]) if len(rows) > limit and items else None
     return audit.AuditPage(items=items, next_cursor=next_cursor)
 
 

@@ -68,8 +68,9 @@ async def test_a_plain_batch_is_recorded_whole(shop: Client, settings: Settings)
     results = await _record(settings, [_admitted(sale, n) for n in range(3)])
     assert [outcome for outcome, _ in results] == ["created"] * 3
     row, statuses = await _state(settings, sale["id"])
-    assert (row["remaining"], row["reserved"]) == (2, 3)
-    assert set(statuses.values()) == {"pending"} and len(statuses) == 3
+    # The app's worker may already be confirming them: reserved or sold, but taken.
+    assert (row["remaining"], row["reserved"] + row["sold"]) == (2, 3)
+    assert set(statuses.values()) <= {"pending", "confirmed"} and len(statuses) == 3
 
 
 async def test_a_batch_with_a_recorded_order_falls_back_per_order(
@@ -80,7 +81,7 @@ async def test_a_batch_with_a_recorded_order_falls_back_per_order(
     results = await _record(settings, [_admitted(sale, 0), _admitted(sale, 1)])
     assert [outcome for outcome, _ in results] == ["exists", "created"]
     row, statuses = await _state(settings, sale["id"])
-    assert (row["remaining"], row["reserved"]) == (3, 2)  # the first order counted once
+    assert (row["remaining"], row["reserved"] + row["sold"]) == (3, 2)  # the first one once
     assert len(statuses) == 2
 
 
@@ -91,8 +92,9 @@ async def test_a_batch_beyond_the_record_refuses_the_extra_orders(
     results = await _record(settings, [_admitted(sale, n) for n in range(3)])
     assert [outcome for outcome, _ in results] == ["created", "created", "refused"]
     row, statuses = await _state(settings, sale["id"])
-    assert (row["remaining"], row["reserved"], row["sold"]) == (0, 2, 0)
-    assert sorted(statuses.values()) == ["failed", "pending", "pending"]
+    assert (row["remaining"], row["reserved"] + row["sold"]) == (0, 2)
+    assert sorted(statuses.values())[0] == "failed"
+    assert set(sorted(statuses.values())[1:]) <= {"pending", "confirmed"}
 
 
 async def test_a_key_taken_by_another_order_is_a_duplicate(
@@ -105,4 +107,4 @@ async def test_a_key_taken_by_another_order_is_a_duplicate(
     assert outcome == "duplicate" and other is not None
     assert other["id"] == f"ord_rec{sale['id']}_0"
     row, statuses = await _state(settings, sale["id"])
-    assert row["reserved"] == 1 and len(statuses) == 1
+    assert row["reserved"] + row["sold"] == 1 and len(statuses) == 1

@@ -87,6 +87,9 @@ async def due_jobs(
 class Started(msgspec.Struct, kw_only=True):
     claimed: dict[str, int]  # job id -> the attempt that starts now
     too_early: list[str]  # rows not written yet by a writer that is probably still at it
+    # job id -> epoch its lease ends: held by a worker (perhaps a dead one whose message
+    # was reclaimed a moment before the row's lease ran out: try again then).
+    held: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 async def start_jobs(
@@ -126,6 +129,17 @@ async def start_jobs(
         again = [m.id for m in unclaimed if m.id in existing] + [m.id for m in adopted]
         if again:
             claimed |= await _claim(conn, again, now=now, epoch=epoch, lease=lease)
+        still = [job_id for job_id in again if job_id not in claimed]
+        if still:
+            rows = await conn.execute(
+                sa.select(jobs.c.id, jobs.c.locked_until).where(
+                    jobs.c.id.in_(still),
+                    jobs.c.status == "processing",
+                    jobs.c.locked_until >= epoch,
+                )
+            )
+            held = {job_id: float(until) for job_id, until in rows}
+            return Started(claimed=claimed, too_early=too_early, held=held)
     return Started(claimed=claimed, too_early=too_early)
 
 

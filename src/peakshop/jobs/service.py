@@ -62,7 +62,7 @@ async def retry_dead_letter(runtime: Runtime, *, job_id: str) -> JobOut:
         row = await repository.requeue_dead(conn, job_id, now=utcnow(), epoch=time.time())
     if row is None:
         raise JobNotFound(job_id, what="dead letter")
-    await runtime.queue.publish(repository.message_of(row))
+    await publish_committed(runtime, repository.message_of(row))
     return job_out(row)
 
 
@@ -83,7 +83,7 @@ async def enqueue(
     now = utcnow()
     async with runtime.db.write() as conn:
         await repository.insert_job(conn, message, now=now, available_at=now.timestamp())
-    await runtime.queue.publish(message)
+    await publish_committed(runtime, message)
     return message.id
 
 
@@ -133,6 +133,15 @@ class Outbox:
             await self.runtime.queue.publish_many(messages)
         except Exception:
             log.exception("job_publish_failed", jobs=len(messages), name=messages[0].name)
+
+
+async def publish_committed(runtime: Runtime, message: JobMessage) -> None:
+    """Publish a job whose row is committed. A failure (Redis away) is not the caller's: the
+    job exists, and the republish sweep sends its message after the grace period."""
+    try:
+        await runtime.queue.publish(message)
+    except Exception:
+        log.exception("job_publish_failed", job=message.id, name=message.name)
 
 
 async def enqueue_many(

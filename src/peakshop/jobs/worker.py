@@ -259,9 +259,16 @@ class Worker:
         skipped = []
         later = []
         for delivery in deliveries:
-            if delivery.message.id in too_early:
+            job_id = delivery.message.id
+            if job_id in too_early:
                 later.append(delivery)
-            elif delivery.message.id not in started.claimed:
+            elif job_id in started.held:
+                # Held: by a live worker (the message came twice) or a dead one whose lease
+                # has not quite run out. Look again when it has: acking here would leave a
+                # dead worker's job to the much slower republish sweep.
+                at = started.held[job_id] + LEAVE_TO_WRITER_SECONDS
+                await self._queue.retry_many([delivery], at=at)
+            elif job_id not in started.claimed:
                 skipped.append(delivery)
         if later:
             await self._queue.retry_many(later, at=epoch + LEAVE_TO_WRITER_SECONDS)

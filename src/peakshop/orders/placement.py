@@ -21,6 +21,7 @@ from peakshop.inventory import repository as inventory_repository
 from peakshop.inventory.errors import AdmissionRejected, InsufficientStock, ProductNotFound
 from peakshop.inventory.service import SaleFacts
 from peakshop.jobs import repository as jobs_repository
+from peakshop.jobs import service as jobs_service
 from peakshop.jobs.worker import new_message
 from peakshop.kit.ids import new_id
 from peakshop.kit.money import parse_cents
@@ -132,7 +133,7 @@ async def place_flash_sale_order(
         await lifecycle.load_sale_hot(runtime, sale_id, replace=True)
         raise AdmissionRejected("sold_out", f"flash sale {sale_id}: sold_out")
     if not admission.enqueued:
-        await runtime.queue.publish(message)
+        await jobs_service.publish_committed(runtime, message)
     return Accepted(order_id=order_id, job_id=job_id), False
 
 
@@ -233,5 +234,5 @@ async def place_order(
         return _replay(record, digest), True
     if coupon_use is not None:
         await runtime.record_coupon_use(coupon_use, user_id)
-    await runtime.queue.publish(message)
+    await jobs_service.publish_committed(runtime, message)
     return Accepted(order_id=order_id, job_id=job_id), False

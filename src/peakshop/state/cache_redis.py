@@ -44,6 +44,10 @@ EPOCH_KEY = KEY_PREFIX + "epoch"
 # gone do not accumulate. (A load that read a version which then expired is refused: safe.)
 TAG_VERSION_TTL_MS = 24 * 3600 * 1000
 DEL_BATCH = 500  # keys per DEL inside a script (Lua's unpack has a stack limit)
+# Calls in flight per process. redis-py's default pool raises past 100 connections, which a
+# burst of cold keys reaches; here a call past the limit waits for a slot (within its timeout)
+# and, if none frees, goes on without L2 without tripping the circuit (busy is not broken).
+MAX_CONNECTIONS = 64
 
 # KEYS: value, epoch, tag versions... -> {1, value} or {0, epoch, versions...}
 FETCH = """
@@ -112,12 +116,16 @@ class RedisL2:
         # Its own pool with the short timeout (the hot state's client waits up to 2 s), bytes
         # in and out (values are encoded JSON). One retry on a new connection: after a Redis
         # restart every pooled connection is dead.
-        self._client = aioredis.Redis.from_url(
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
+        self._client = aioredis.Redis(connection_pool=pool)
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
         self._fetch = self._client.register_script(FETCH)
         self._store = self._client.register_script(STORE)
         self._invalidate = self._client.register_script(INVALIDATE)
@@ -151,9 +159,15 @@ class RedisL2:
     ) -> T:
         if self._open_since is not None and not force:
             raise L2Unavailable("circuit open")
+        limit = seconds or self.timeout
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(seconds or self.timeout):
+            async with asyncio.timeout(limit):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise L2Unavailable("busy: every connection in use") from None
+        try:
+            async with asyncio.timeout(max(limit - (time.perf_counter() - started), 0.001)):
                 return await call()
         except Exception as exc:
             # Whatever it was (timeout, connection, a script error), the request goes on
@@ -163,6 +177,7 @@ class RedisL2:
             self.trip()
             raise L2Unavailable(repr(exc)) from exc
         finally:
+            self._slots.release()
             self._latency.observe(time.perf_counter() - started)
 
     # --- operations ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.storage.memory import Entry
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
-from redis.asyncio import ConnectionPool
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -123,7 +123,7 @@ class RateLimiter:
         *,
         storage: Storage,
         rules: Mapping[str, Limits],
-        pool: ConnectionPool | None = None,
+        pool: BlockingConnectionPool | None = None,
         failure_backoff: float = FAILURE_BACKOFF_SECONDS,
     ) -> None:
         self.storage = storage
@@ -205,7 +205,10 @@ def build_limiter(settings: Settings) -> RateLimiter:
         "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
         "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     }
-    pool = ConnectionPool.from_url(settings.redis_url, **options)
+    # Blocking: past max_connections a check waits for a connection instead of failing.
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=64, timeout=REDIS_TIMEOUT_SECONDS, **options
+    )
     storage = RedisStorage(
         _storage_uri(settings.redis_url),
         wrap_exceptions=True,

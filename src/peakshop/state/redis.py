@@ -26,6 +26,8 @@ log = structlog.get_logger(__name__)
 PREFIX = "peakshop:"
 TOTAL_FIELD = "__total__"  # user ids never contain underscores at both ends like this
 LOADED_KEY = PREFIX + "coupons:counters-loaded"
+POOL_SIZE = 128  # connections per process; Redis serves tens of thousands
+POOL_WAIT_SECONDS = 5.0
 
 
 def _coupon_key(coupon_id: int) -> str:
@@ -154,13 +156,20 @@ class RedisState:
         # After a Redis restart every pooled connection is dead: retry once on a new one, or the
         # first command on each fails (a 500 from validation, a lost broadcast). from_url sets no
         # retry by default. Connection errors only: a command that timed out may have run.
-        self.client = aioredis.Redis.from_url(
+        #
+        # A blocking pool: past max_connections a command waits for a connection (up to the
+        # timeout) instead of failing at once, as the default pool does; a burst of
+        # admissions larger than the pool would otherwise turn into 500s.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=POOL_SIZE,
+            timeout=POOL_WAIT_SECONDS,
             decode_responses=True,
             socket_timeout=2.0,
             socket_connect_timeout=2.0,
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
+        self.client = aioredis.Redis(connection_pool=pool)
         self.counters = RedisUsageCounters(self.client)
         self.broadcast = RedisBroadcast(url, self.client)
         self.sales = RedisSaleCounters(self.client)

@@ -175,3 +175,35 @@ async def test_bad_ranges_are_named(shop: Client) -> None:
         response = await shop.get("/api/v1/analytics/sales", params=params, headers=ADMIN)
         assert response.status_code == 400, (params, response.text)
         assert response.json()["error"]["field"] == field, (params, response.text)
+
+
+async def test_top_products_over_a_window_add_today_exactly(
+    shop: Client, settings: Settings
+) -> None:
+    """The last 30 days come from the pre-summed window; today's sales can still lift a
+    product over one that led before today."""
+    today = datetime.now(UTC).date()
+    leader = await create_product(shop, price="10.00", stock=100)
+    climber = await create_product(shop, price="10.00", stock=100)
+    await _past_orders(settings, leader["id"], [(today - 3 * DAY, 6_000, "confirmed")])
+    await _past_orders(settings, climber["id"], [(today - 2 * DAY, 2_000, "confirmed")])
+    await _roll_up(shop)
+    before = await _get(shop, "/api/v1/analytics/top-products")
+    assert [item["product_id"] for item in before["items"]] == [leader["id"], climber["id"]]
+    live = (await place(shop, "user_t", [(climber["id"], 5)])).json()
+    await order_settles(shop, live["order_id"])
+    after = await _get(shop, "/api/v1/analytics/top-products")
+    assert [(i["product_id"], i["revenue"]) for i in after["items"]] == [
+        (climber["id"], "70.00"),
+        (leader["id"], "60.00"),
+    ]
+    # The same range spelled out by hand (no window) agrees.
+    first = today - 29 * DAY
+    spelled = await _get(
+        shop, "/api/v1/analytics/top-products", **{"from": str(first), "to": str(today)}
+    )
+    assert spelled["items"] == after["items"]
+    other = await _get(
+        shop, "/api/v1/analytics/top-products", **{"from": str(first + DAY), "to": str(today)}
+    )
+    assert other["items"] == after["items"]  # a 29-day range: the daily rows, same answer

@@ -36,3 +36,18 @@ coupon_daily = sa.Table(
     sa.Column("discount_cents", sa.BigInteger, nullable=False),
     sa.Column("order_total_cents", sa.BigInteger, nullable=False),
 )
+
+WINDOWS = (7, 30, 90, 365)  # days, today included: the ranges top-products answers fast
+
+# Top products over the usual ranges: product totals over the finished days of the last
+# ``window_days`` days (today excluded, it is added live), ending on ``last_day``.
+product_sales_window = sa.Table(
+    "product_sales_window",
+    metadata,
+    sa.Column("window_days", sa.Integer, primary_key=True),
+    sa.Column("product_id", sa.BigInteger, primary_key=True),
+    sa.Column("last_day", sa.Date, nullable=False),
+    sa.Column("units", sa.BigInteger, nullable=False),
+    sa.Column("revenue_cents", sa.BigInteger, nullable=False),
+    sa.Index("ix_product_sales_window_rank", "window_days", "revenue_cents", "units"),
+)

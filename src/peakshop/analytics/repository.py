@@ -5,14 +5,19 @@ coupon redemptions), so the same indexes serve SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from peakshop.analytics.models import coupon_daily, product_sales_daily, sales_daily
+from peakshop.analytics.models import (
+    coupon_daily,
+    product_sales_daily,
+    product_sales_window,
+    sales_daily,
+)
 from peakshop.coupons.models import coupon_usage
 from peakshop.orders.models import order_items, orders
 
@@ -165,3 +170,117 @@ async def daily_coupons(
         .group_by(coupon_daily.c.coupon_id)
     )
     return [(int(c), int(n), int(d), int(t)) for c, n, d, t in rows]
+
+
+async def day_row(conn: AsyncConnection, day: date) -> RowMapping | None:
+    query = sa.select(sales_daily).where(sales_daily.c.day == day)
+    row: RowMapping | None = (await conn.execute(query)).mappings().first()
+    return row
+
+
+async def replace_windows(conn: AsyncConnection, *, last: date, windows: tuple[int, ...]) -> None:
+    await conn.execute(sa.delete(product_sales_window))
+    for window in windows:
+        first = last - timedelta(days=window - 2)  # window - 1 finished days, and today
+        await conn.execute(
+            sa.insert(product_sales_window).from_select(
+                ["window_days", "product_id", "last_day", "units", "revenue_cents"],
+                sa.select(
+                    sa.literal(window),
+                    product_sales_daily.c.product_id,
+                    sa.literal(last, sa.Date),
+                    sa.func.sum(product_sales_daily.c.units),
+                    sa.func.sum(product_sales_daily.c.revenue_cents),
+                )
+                .where(product_sales_daily.c.day >= first, product_sales_daily.c.day <= last)
+                .group_by(product_sales_daily.c.product_id),
+            )
+        )
+
+
+async def windows_ending(conn: AsyncConnection) -> date | None:
+    value = (await conn.execute(sa.select(sa.func.max(product_sales_window.c.last_day)))).scalar()
+    if isinstance(value, str):  # SQLite returns the aggregate of a DATE column as text
+        return date.fromisoformat(value)
+    return value  # type: ignore[no-any-return]
+
+
+async def window_top(
+    conn: AsyncConnection, *, window: int, last: date, limit: int
+) -> list[tuple[int, int, int]]:
+    rows = await conn.execute(
+        sa.select(
+            product_sales_window.c.product_id,
+            product_sales_window.c.units,
+            product_sales_window.c.revenue_cents,
+        )
+        .where(
+            product_sales_window.c.window_days == window, product_sales_window.c.last_day == last
+        )
+        .order_by(product_sales_window.c.revenue_cents.desc(), product_sales_window.c.units.desc())
+        .limit(limit)
+    )
+    return [(int(p), int(u), int(r)) for p, u, r in rows]
+
+
+async def window_products(
+    conn: AsyncConnection, *, window: int, product_ids: list[int]
+) -> list[tuple[int, int, int]]:
+    rows = await conn.execute(
+        sa.select(
+            product_sales_window.c.product_id,
+            product_sales_window.c.units,
+            product_sales_window.c.revenue_cents,
+        ).where(
+            product_sales_window.c.window_days == window,
+            product_sales_window.c.product_id.in_(product_ids),
+        )
+    )
+    return [(int(p), int(u), int(r)) for p, u, r in rows]
+
+
+async def top_daily_products(
+    conn: AsyncConnection, first: date, last: date, *, limit: int
+) -> list[tuple[int, int, int]]:
+    """The slow path of ranges that are no window: the database sums and ranks."""
+    revenue = sa.func.sum(product_sales_daily.c.revenue_cents)
+    rows = await conn.execute(
+        sa.select(
+            product_sales_daily.c.product_id, sa.func.sum(product_sales_daily.c.units), revenue
+        )
+        .where(product_sales_daily.c.day >= first, product_sales_daily.c.day <= last)
+        .group_by(product_sales_daily.c.product_id)
+        .order_by(revenue.desc())
+        .limit(limit)
+    )
+    return [(int(p), int(u), int(r)) for p, u, r in rows]
+
+
+async def daily_products_of(
+    conn: AsyncConnection, first: date, last: date, product_ids: list[int]
+) -> list[tuple[int, int, int]]:
+    rows = await conn.execute(
+        sa.select(
+            product_sales_daily.c.product_id,
+            sa.func.sum(product_sales_daily.c.units),
+            sa.func.sum(product_sales_daily.c.revenue_cents),
+        )
+        .where(
+            product_sales_daily.c.day >= first,
+            product_sales_daily.c.day <= last,
+            product_sales_daily.c.product_id.in_(product_ids),
+        )
+        .group_by(product_sales_daily.c.product_id)
+    )
+    return [(int(p), int(u), int(r)) for p, u, r in rows]
+
+
+async def daily_products_of_day(conn: AsyncConnection, day: date) -> list[tuple[int, int, int]]:
+    rows = await conn.execute(
+        sa.select(
+            product_sales_daily.c.product_id,
+            product_sales_daily.c.units,
+            product_sales_daily.c.revenue_cents,
+        ).where(product_sales_daily.c.day == day)
+    )
+    return [(int(p), int(u), int(r)) for p, u, r in rows]

@@ -9,9 +9,11 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from peakshop.analytics import repository
+from peakshop.analytics.models import WINDOWS
 from peakshop.analytics.schemas import (
     CouponEffect,
     CouponEffectiveness,
@@ -23,6 +25,7 @@ from peakshop.analytics.schemas import (
 from peakshop.catalog.models import products
 from peakshop.coupons.models import coupons
 from peakshop.errors import InvalidInput
+from peakshop.kit.clock import from_db
 from peakshop.kit.money import format_cents
 
 MAX_RANGE_DAYS = 3 * 366
@@ -37,6 +40,32 @@ def check_range(first: date, last: date) -> None:
         raise InvalidInput("from is after to", field="from")
     if (last - first).days > MAX_RANGE_DAYS:
         raise InvalidInput(f"the range is over {MAX_RANGE_DAYS} days", field="to")
+
+
+_SALES = ("orders", "revenue_cents", "discount_cents", "units")
+
+
+def _as_date(value: date | str) -> date:
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+async def _since_roll_up(conn: AsyncConnection, today: date) -> tuple[RowMapping | None, datetime]:
+    """Today's partial roll-up (None if there is none yet) and the instant it covers up to:
+    only the orders placed since then are read live. An order placed before that instant
+    and confirmed after it is counted at the next roll-up (within a minute)."""
+    row = await repository.day_row(conn, today)
+    if row is None:
+        return None, day_start(today)
+    return row, from_db(row["rolled_up_at"]) or row["rolled_up_at"]
+
+
+async def _today_totals(conn: AsyncConnection, *, today: date, now: datetime) -> dict[str, int]:
+    row, since = await _since_roll_up(conn, today)
+    live = await repository.totals(conn, since, now + timedelta(seconds=1))
+    if row is not None:
+        for key in _SALES:
+            live[key] += row[key]
+    return live
 
 
 def _period(day: date, granularity: str) -> date:
@@ -66,11 +95,9 @@ async def sales(
     today = now.date()
     per_day: dict[date, dict[str, int]] = {}
     for row in await repository.daily_sales(conn, first, min(last, today - timedelta(days=1))):
-        per_day[row["day"]] = {
-            k: row[k] for k in ("orders", "revenue_cents", "discount_cents", "units")
-        }
+        per_day[_as_date(row["day"])] = {k: row[k] for k in _SALES}
     if first <= today <= last:
-        per_day[today] = await repository.totals(conn, day_start(today), now + timedelta(seconds=1))
+        per_day[today] = await _today_totals(conn, today=today, now=now)
     grouped: dict[date, dict[str, int]] = defaultdict(
         lambda: {"orders": 0, "revenue_cents": 0, "discount_cents": 0, "units": 0}
     )
@@ -92,17 +119,49 @@ async def sales(
 async def top_products(
     conn: AsyncConnection, *, first: date, last: date, limit: int, now: datetime
 ) -> TopProducts:
+    """Top products by revenue. For the usual ranges (the last 7, 30, 90 or 365 days up to
+    today) the finished days come pre-summed (``product_sales_window``), so a read is a few
+    index lookups; other ranges sum the daily rows in the database (slower, documented).
+    Either way today is added live, and the result is exact: a product can only enter the
+    top through today's sales if it sold today, so the window's top plus today's sellers
+    hold the whole answer."""
     check_range(first, last)
     today = now.date()
-    units: dict[int, int] = defaultdict(int)
-    revenue: dict[int, int] = defaultdict(int)
-    rows = await repository.daily_products(conn, first, min(last, today - timedelta(days=1)))
+    yesterday = today - timedelta(days=1)
+    finished_last = min(last, yesterday)
+    totals: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    today_rows: list[tuple[int, int, int]] = []
     if first <= today <= last:
-        rows += await repository.product_totals(conn, day_start(today), now + timedelta(seconds=1))
-    for product_id, sold, cents in rows:
-        units[product_id] += sold
-        revenue[product_id] += cents
-    best = sorted(units, key=lambda p: (-revenue[p], -units[p], p))[:limit]
+        row, since = await _since_roll_up(conn, today)
+        if row is not None:
+            today_rows += await repository.daily_products_of_day(conn, today)
+        today_rows += await repository.product_totals(conn, since, now + timedelta(seconds=1))
+    today_revenue: dict[int, int] = defaultdict(int)
+    for product, _, cents in today_rows:
+        today_revenue[product] += cents
+    window = (today - first).days + 1
+    depth = max(limit * 20, 200)
+    if (
+        first <= finished_last
+        and last >= yesterday
+        and window in WINDOWS
+        and await repository.windows_ending(conn) == yesterday
+    ):
+        ranked = await repository.window_top(conn, window=window, last=yesterday, limit=depth)
+        missing = _could_still_rank(ranked, today_revenue, limit=limit, depth=depth)
+        if missing:
+            ranked += await repository.window_products(conn, window=window, product_ids=missing)
+    elif first <= finished_last:
+        ranked = await repository.top_daily_products(conn, first, finished_last, limit=depth)
+        missing = _could_still_rank(ranked, today_revenue, limit=limit, depth=depth)
+        if missing:
+            ranked += await repository.daily_products_of(conn, first, finished_last, missing)
+    else:
+        ranked = []
+    for product_id, units, cents in [*ranked, *today_rows]:
+        totals[product_id][0] += units
+        totals[product_id][1] += cents
+    best = sorted(totals, key=lambda p: (-totals[p][1], -totals[p][0], p))[:limit]
     names = {}
     if best:
         result = await conn.execute(
@@ -112,11 +171,29 @@ async def top_products(
     return TopProducts(
         items=[
             TopProduct(
-                product_id=p, name=names.get(p), units=units[p], revenue=format_cents(revenue[p])
+                product_id=p,
+                name=names.get(p),
+                units=totals[p][0],
+                revenue=format_cents(totals[p][1]),
             )
             for p in best
         ]
     )
+
+
+def _could_still_rank(
+    ranked: list[tuple[int, int, int]], today: dict[int, int], *, limit: int, depth: int
+) -> list[int]:
+    """Today's sellers outside the finished days' top ``depth`` that today's sales could
+    lift into the top ``limit``: each has at most the depth-th revenue before today, so it
+    needs today's revenue to reach the limit-th combined revenue from there."""
+    if len(ranked) < depth:
+        return [p for p in today if p not in {r[0] for r in ranked}]  # ranked holds them all
+    floor = ranked[-1][2]
+    combined = sorted((cents + today.get(product, 0) for product, _, cents in ranked), reverse=True)
+    bar = combined[limit - 1] if len(combined) >= limit else 0
+    known = {r[0] for r in ranked}
+    return [p for p, cents in today.items() if p not in known and floor + cents >= bar]
 
 
 async def coupon_effectiveness(
@@ -127,7 +204,10 @@ async def coupon_effectiveness(
     totals: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
     rows = await repository.daily_coupons(conn, first, min(last, today - timedelta(days=1)))
     if first <= today <= last:
-        rows += await repository.coupon_totals(conn, day_start(today), now + timedelta(seconds=1))
+        row, since = await _since_roll_up(conn, today)
+        if row is not None:
+            rows += await repository.daily_coupons(conn, today, today)
+        rows += await repository.coupon_totals(conn, since, now + timedelta(seconds=1))
     for coupon_id, count, discount, order_total in rows:
         entry = totals[coupon_id]
         entry[0] += count

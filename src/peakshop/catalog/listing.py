@@ -150,19 +150,15 @@ def _order(filters: Filters) -> list[Any]:
 
 
 def _after(filters: Filters, cursor: _Cursor) -> sa.ColumnElement[bool]:
+    """Strictly after the cursor's row in the sort order. A row-value comparison, not an OR
+    of two conditions: both SQLite and PostgreSQL then seek the (status, price, id) index
+    to the cursor instead of scanning from the start of the list."""
     last_id = sa.literal(cursor.last_id, sa.BigInteger)
     if filters.sort == "newest":
         return products.c.id < last_id
-    price = sa.literal(cursor.price_cents, sa.BigInteger)
-    if filters.sort == "price_asc":
-        return sa.or_(
-            products.c.price_cents > price,
-            sa.and_(products.c.price_cents == price, products.c.id > last_id),
-        )
-    return sa.or_(
-        products.c.price_cents < price,
-        sa.and_(products.c.price_cents == price, products.c.id < last_id),
-    )
+    key = sa.tuple_(products.c.price_cents, products.c.id)
+    bound = sa.tuple_(sa.literal(cursor.price_cents, sa.BigInteger), last_id)
+    return key > bound if filters.sort == "price_asc" else key < bound
 
 
 async def cursor_page(

@@ -22,12 +22,21 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-async def roll_up(runtime: Runtime, *, redo_days: int | None = None) -> list[date]:
+# A scheduled run catches up on at most this many unrolled days (then the next run goes on),
+# so that a database with a long history does not cost one run all at once.
+CATCH_UP_DAYS = 31
+
+
+async def roll_up(
+    runtime: Runtime, *, redo_days: int | None = None, catch_up: int | None = None
+) -> list[date]:
     redo = runtime.settings.analytics_redo_days if redo_days is None else redo_days
-    return await roll_up_database(runtime.db, redo_days=redo)
+    return await roll_up_database(runtime.db, redo_days=redo, catch_up=catch_up)
 
 
-async def roll_up_database(db: Database, *, redo_days: int) -> list[date]:
+async def roll_up_database(
+    db: Database, *, redo_days: int, catch_up: int | None = None
+) -> list[date]:
     """Roll up the days that need it, each in its own short transaction, and today so far
     (a partial row, as of ``rolled_up_at``: reads add only the orders placed since). When a
     day is newly finished, the top-products windows are recomputed. Returns the days."""
@@ -41,9 +50,14 @@ async def roll_up_database(db: Database, *, redo_days: int) -> list[date]:
         return []
     days = []
     day = first_seen.date()
+    recent = today - timedelta(days=redo)
+    missing = 0
     while day < today:
-        if day not in done or day >= today - timedelta(days=redo):
+        if day >= recent:
             days.append(day)
+        elif day not in done and (catch_up is None or missing < catch_up):
+            days.append(day)
+            missing += 1
         day += timedelta(days=1)
     newly_finished = any(day not in done for day in days) or (
         today - timedelta(days=1) in done and not await _windows_fresh(db, today)
@@ -82,7 +96,7 @@ async def refresh_windows(db: Database, today: date) -> None:
 
 
 async def _sweep(runtime: Runtime) -> None:
-    await roll_up(runtime)
+    await roll_up(runtime, catch_up=CATCH_UP_DAYS)
 
 
 def sweeps(settings: Settings) -> list[Sweep]:

@@ -235,13 +235,22 @@ async def write_postgres(conn: asyncpg.Connection, plan: CatalogPlan, tracker: T
 
 def sales_daily_rows(plan: CatalogPlan) -> list[tuple[date, int, int, int, int]]:
     """The roll-up's sales_daily rows of the finished days, from the tally kept while the
-    orders were generated: (day, orders, revenue, discount, units)."""
+    orders were generated: (day, orders, revenue, discount, units). Every day from the
+    first order on gets a row, zeros included: a missing day is one the scheduled roll-up
+    would compute again."""
     today = int(plan.now) // DAY
+    daily = plan.catalog.daily
+    if not daily:
+        return []
     return [
-        (date.fromordinal(EPOCH_ORDINAL + day), orders, revenue, 0, units)
-        for day, (orders, revenue, units) in sorted(plan.catalog.daily.items())
-        if day < today
+        (date.fromordinal(EPOCH_ORDINAL + day), *_totals(daily.get(day)))
+        for day in range(min(daily), today)
     ]
+
+
+def _totals(tally: list[int] | None) -> tuple[int, int, int, int]:
+    orders, revenue, units = tally or (0, 0, 0)
+    return orders, revenue, 0, units
 
 
 def product_daily_rows(plan: CatalogPlan) -> Iterator[tuple[date, int, int, int]]:

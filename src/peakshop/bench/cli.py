@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
+
+
+def _execute(options: Any, run: Callable[..., int]) -> NoReturn:
+    """Check the options, load the settings, run the scenario, exit with its code (2 for a
+    usage or configuration error)."""
+    from rich.console import Console
+
+    from peakshop.config import SettingsError, load_settings
+
+    try:
+        options.check()
+        settings = load_settings()
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=140)  # logs and pipes: keep the tables on one line each
+        code = run(options, settings=settings, console=console)
+    except (ValueError, SettingsError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    raise typer.Exit(code)
+
 
 app = typer.Typer(help="Load tests: real HTTP against a running or spawned server.")
 
@@ -192,10 +214,8 @@ def flash_sale(
     """Load-test a flash sale: admission under contention, then the verdict from the
     database (oversold must be 0, conservation must hold). Exit code 0 when every target
     passes, 1 otherwise, 2 on bad usage."""
-    from rich.console import Console
 
     from peakshop.bench.flash_sale import FlashSaleOptions, run
-    from peakshop.config import SettingsError, load_settings
 
     options = FlashSaleOptions(
         scenario=scenario,
@@ -213,17 +233,7 @@ def flash_sale(
         drain_timeout=drain_timeout,
         json_path=json_path,
     )
-    try:
-        options.check()
-        settings = load_settings()
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=140)
-        code = run(options, settings=settings, console=console)
-    except (ValueError, SettingsError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    raise typer.Exit(code)
+    _execute(options, run)
 
 
 @app.command("catalog")
@@ -249,10 +259,8 @@ def catalog(
 ) -> None:
     """Load-test the catalog on a seeded database: the cached first page against the minimal
     app, a browse mix with the cache hit rate, and uncached list pages in an open loop."""
-    from rich.console import Console
 
     from peakshop.bench.catalog import CatalogOptions, run
-    from peakshop.config import SettingsError, load_settings
 
     options = CatalogOptions(
         url=url,
@@ -265,14 +273,4 @@ def catalog(
         procs=procs,
         json_path=json_path,
     )
-    try:
-        options.check()
-        settings = load_settings()
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=140)
-        code = run(options, settings=settings, console=console)
-    except (ValueError, SettingsError, FileNotFoundError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    raise typer.Exit(code)
+    _execute(options, run)

@@ -75,8 +75,8 @@ async def roll_up_database(
             )
     if newly_finished:
         await refresh_windows(db, today)
-    if days:
-        log.info("analytics_rolled_up", days=len(days), first=str(days[0]), last=str(days[-1]))
+    if missing:  # the redone recent days are routine; a catch-up is worth a line
+        log.info("analytics_caught_up", days=missing, first=str(days[0]), last=str(days[-1]))
     return days
 
 

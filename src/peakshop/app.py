@@ -27,7 +27,7 @@ from peakshop.jobs import routes as jobs_routes
 from peakshop.kit.asgi import decode_error_field_text
 from peakshop.monitoring import routes as monitoring_routes
 from peakshop.monitoring.logs import configure_logging
-from peakshop.monitoring.middleware import http_metrics_middleware
+from peakshop.monitoring.middleware import observe_http
 from peakshop.orders import routes as order_routes
 from peakshop.orders.openapi import add_flash_sale_order_operation
 from peakshop.runtime import Runtime
@@ -85,6 +85,7 @@ def _on_http_error(_: Request, exc: HTTPException) -> Response[object]:  # type:
 
 
 def _on_unexpected(request: Request, exc: Exception) -> Response[object]:  # type: ignore[type-arg]
+    # The request id is added by the log processor (monitoring/logs.py).
     log.exception("unhandled_error", path=request.url.path, method=request.method)
     return _error(500, "internal_error", "internal server error")
 
@@ -93,21 +94,28 @@ _FLASH_SALE_ORDER = re.compile(r"^/api/v1/flash-sales/(\d{1,19})/orders$")
 
 
 class PeakshopApp(Litestar):
-    """Litestar, with one endpoint dispatched before the router.
+    """Litestar, with every HTTP request observed (request id, metrics, slow log: see
+    monitoring/middleware.py) and one endpoint dispatched before the router.
 
     The flash-sale order endpoint is a thin ASGI handler with a path parameter, and
     Litestar 2 cannot route HTTP requests to such a handler (its routing trie files an
     ``@asgi`` handler's parameters under "asgi" and looks them up under the method: a
     KeyError). So the path is matched here; everything else goes through the router."""
 
-    _flash_sale_order: ASGIApp
+    _observed: ASGIApp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
-        if scope["type"] == ScopeType.HTTP and (match := _FLASH_SALE_ORDER.match(scope["path"])):
+        if scope["type"] == ScopeType.HTTP:
+            await self._observed(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if match := _FLASH_SALE_ORDER.match(scope["path"]):
             scope["litestar_app"] = self
             scope["path_params"] = {"sale_id": match.group(1)}
             scope["path_template"] = order_routes.FLASH_SALE_ORDER_PATH
-            await self._flash_sale_order(scope, receive, send)
+            await order_routes.place_flash_sale_order(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 
@@ -137,7 +145,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         lifespan=[lifespan],
         state=None,
-        middleware=[http_metrics_middleware],
         exception_handlers={
             PeakshopError: _on_domain_error,
             ValidationException: _on_validation_error,
@@ -155,7 +162,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         debug=False,
     )
-    app._flash_sale_order = http_metrics_middleware(order_routes.place_flash_sale_order)
+    app._observed = observe_http(
+        app._dispatch,
+        stats=runtime.monitor.requests,
+        slow_seconds=settings.slow_request_ms / 1000,
+    )
     app.state.runtime = runtime
     app.state.tokens = Tokens(settings)
     add_validate_operation(app.openapi_schema)

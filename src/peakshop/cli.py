@@ -85,7 +85,7 @@ def worker(
     settings = _settings().replace(worker_in_process=False)
 
     async def run() -> None:
-        runtime = Runtime(settings)
+        runtime = Runtime(settings, role="worker")
         await runtime.start()
         runtime.start_worker(concurrency=concurrency)
         stop = asyncio.Event()

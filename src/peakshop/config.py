@@ -108,6 +108,33 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     cache_l1_max_entries: int = 10_000
     cache_ttl_seconds: float = 60.0
     cache_l2_timeout_ms: float = 50.0
+    # Monitoring (monitoring/): requests slower than this are logged as slow_request.
+    slow_request_ms: float = 500.0
+    # Alerts, evaluated each second by each server process's monitor: firing after
+    # alert_for_seconds consecutive seconds over the threshold, resolved after as many under.
+    alert_error_rate: float = 0.05  # share of 5xx answers in a second
+    alert_p99_ms: float = 1_000.0
+    alert_queue_depth: int = 10_000
+    alert_dead_letters_per_minute: int = 10  # growth of the dead letters over the last minute
+    alert_rss_mb: float = 1_024.0
+    alert_for_seconds: int = 3
+    # Memory monitor: RSS (and the traced Python heap with memory_tracemalloc) sampled every
+    # memory_sample_seconds; a leak is suspected when the least-squares trend over the window
+    # climbs faster than the slope, fits well (R²) and RSS is past memory_leak_min_rss_mb.
+    memory_sample_seconds: float = 10.0
+    memory_window_seconds: float = 600.0
+    memory_leak_slope_mb_per_minute: float = 1.0
+    memory_leak_min_r2: float = 0.8
+    memory_leak_min_rss_mb: float = 256.0
+    memory_tracemalloc: bool = False
+    # Live events (WebSocket /ws/monitoring): events waiting for one client before it is
+    # dropped as too slow, and the longest a single send may take.
+    ws_client_backlog: int = 1_000
+    ws_send_timeout_seconds: float = 5.0
+    # Order updates sent per process and second at most (0: no limit).
+    live_order_events_per_second: int = 200
+    # GET /api/v1/monitoring/benchmark: the newest JSON report in this folder.
+    bench_results_dir: str = "./benchmarks/results"
 
     @property
     def mode(self) -> Mode:
@@ -177,6 +204,7 @@ def _check(settings: Settings) -> None:
     _check_orders(settings)
     _check_background_jobs(settings)
     _check_cache(settings)
+    _check_monitoring(settings)
     if settings.env is Environment.DEVELOPMENT:
         return
     for name, value, default in (
@@ -255,6 +283,39 @@ def _check_cache(settings: Settings) -> None:
         raise SettingsError("PEAKSHOP_CACHE_TTL_SECONDS must be positive")
     if not 0 < settings.cache_l2_timeout_ms <= 5_000:
         raise SettingsError("PEAKSHOP_CACHE_L2_TIMEOUT_MS must be above 0 and at most 5000")
+
+
+def _check_monitoring(settings: Settings) -> None:
+    positive = (
+        "slow_request_ms",
+        "alert_p99_ms",
+        "alert_rss_mb",
+        "memory_sample_seconds",
+        "memory_window_seconds",
+        "ws_send_timeout_seconds",
+    )
+    for name in positive:
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
+    if not 0 <= settings.alert_error_rate <= 1:
+        raise SettingsError("PEAKSHOP_ALERT_ERROR_RATE must be between 0 and 1 (a share)")
+    if settings.alert_queue_depth < 0 or settings.alert_dead_letters_per_minute < 0:
+        raise SettingsError("alert thresholds on the queue must not be negative")
+    if not 1 <= settings.alert_for_seconds <= 3_600:
+        raise SettingsError("PEAKSHOP_ALERT_FOR_SECONDS must be between 1 and 3600")
+    if settings.memory_window_seconds < 3 * settings.memory_sample_seconds:
+        raise SettingsError(
+            "PEAKSHOP_MEMORY_WINDOW_SECONDS must hold at least 3 samples "
+            "(3 x PEAKSHOP_MEMORY_SAMPLE_SECONDS)"
+        )
+    if settings.memory_leak_slope_mb_per_minute < 0 or settings.memory_leak_min_rss_mb < 0:
+        raise SettingsError("memory leak thresholds must not be negative")
+    if not 0 <= settings.memory_leak_min_r2 <= 1:
+        raise SettingsError("PEAKSHOP_MEMORY_LEAK_MIN_R2 must be between 0 and 1")
+    if not 1 <= settings.ws_client_backlog <= 1_000_000:
+        raise SettingsError("PEAKSHOP_WS_CLIENT_BACKLOG must be between 1 and 1000000")
+    if settings.live_order_events_per_second < 0:
+        raise SettingsError("PEAKSHOP_LIVE_ORDER_EVENTS_PER_SECOND must not be negative")
 
 
 _SMS_SENDER = re.compile(r"^(log|[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*)$")

@@ -26,6 +26,8 @@ from peakshop.jobs.queue import JobQueue
 from peakshop.jobs.worker import Worker
 from peakshop.kit.batch_writer import BatchWriter
 from peakshop.monitoring import metrics
+from peakshop.monitoring.live import LiveEvents
+from peakshop.monitoring.monitor import Monitor
 from peakshop.orders import tasks as order_tasks
 from peakshop.orders.payment import build_confirmation
 from peakshop.orders.recording import FlashOrderRecorder
@@ -37,8 +39,11 @@ log = structlog.get_logger(__name__)
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, role: str = "api") -> None:
+        """``role``: "api" for a server process (it runs the monitor), "worker" for a
+        `peakshop worker` process (it publishes live events, it has no monitor)."""
         self.settings = settings
+        self.role = role
         self.db = Database(settings)
         self.state: HotState = build_state(settings, self.db)
         # Routes call ``await runtime.limiter.check(<rule>, user_id=..., client_ip=...)``.
@@ -66,6 +71,10 @@ class Runtime:
             ]
         }
         self.worker: Worker | None = None
+        # Live events (WebSocket) and the per-process monitor; built last: the monitor reads
+        # the pieces above and subscribes to the broadcast before it starts.
+        self.live = LiveEvents(settings, self.db)
+        self.monitor = Monitor(self)
         self.started_at = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
         self._counters_stale = False
@@ -81,8 +90,11 @@ class Runtime:
             await self.load_usage_counters()
         await order_tasks.restore_hot_sales(self, replace=False)
         self.validation_log.start()
+        await self.live.start()
         if self.settings.works_queue_in_process:
             self.start_worker()
+        if self.role == "api":
+            await self.monitor.start()
         self._tasks = [
             asyncio.create_task(self._sync_metrics(), name="metrics-sync"),
             asyncio.create_task(self._reconcile_counters(), name="usage-counters-reconcile"),
@@ -133,6 +145,7 @@ class Runtime:
 
     async def stop(self) -> None:
         """Graceful shutdown: the server has stopped accepting and drained requests by now."""
+        await self.monitor.stop()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -140,6 +153,7 @@ class Runtime:
         if self.worker is not None:
             await self.worker.stop()
         await self.flash_recorder.close()
+        await self.live.stop()
         await self.validation_log.close()
         self.sync_metrics()
         await self.coupon_index.close()
@@ -148,6 +162,7 @@ class Runtime:
         await self.state.close()
         await self.db.dispose()
         stats = self.validation_log.stats()
+        metrics.forget_process()
         log.info("peakshop_stopped", **msgspec.structs.asdict(stats))
 
     async def record_coupon_use(self, coupon_id: int, user_id: str) -> None:

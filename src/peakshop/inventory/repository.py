@@ -158,6 +158,24 @@ async def open_sales(conn: AsyncConnection, *, ends_after: datetime) -> Sequence
     return (await conn.execute(query)).mappings().all()
 
 
+async def active_sale_stock(
+    conn: AsyncConnection, *, now: datetime, sale_ids: Sequence[int] | None = None, limit: int = 50
+) -> list[tuple[int, int, int, int]]:
+    """(id, remaining, reserved, sold) of the sales whose window is open now (of ``sale_ids``
+    when given), by id; for the monitor and the live inventory events."""
+    query = (
+        sa.select(
+            flash_sales.c.id, flash_sales.c.remaining, flash_sales.c.reserved, flash_sales.c.sold
+        )
+        .where(flash_sales.c.starts_at <= now, flash_sales.c.ends_at > now)
+        .order_by(flash_sales.c.id)
+        .limit(limit)
+    )
+    if sale_ids is not None:
+        query = query.where(flash_sales.c.id.in_(list(sale_ids)))
+    return [(int(a), int(b), int(c), int(d)) for a, b, c, d in await conn.execute(query)]
+
+
 async def sales_of_products(
     conn: AsyncConnection, product_ids: Sequence[int], *, now: datetime
 ) -> set[int]:

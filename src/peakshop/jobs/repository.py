@@ -291,3 +291,14 @@ async def counts_by_status(conn: AsyncConnection) -> dict[str, int]:
 async def count_dead_letters(conn: AsyncConnection) -> int:
     query = sa.select(sa.func.count()).where(jobs.c.status == "dead", jobs.c.discarded_at.is_(None))
     return int((await conn.execute(query)).scalar_one())
+
+
+async def count_in_flight_and_dead(conn: AsyncConnection) -> tuple[int, int]:
+    """(jobs being processed now, dead letters not retried or discarded), in one query over
+    the status index; sampled every second by the monitor."""
+    query = sa.select(
+        sa.func.count().filter(jobs.c.status == "processing"),
+        sa.func.count().filter(jobs.c.status == "dead", jobs.c.discarded_at.is_(None)),
+    ).where(jobs.c.status.in_(("processing", "dead")))
+    processing, dead = (await conn.execute(query)).one()
+    return int(processing or 0), int(dead or 0)

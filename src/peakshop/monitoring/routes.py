@@ -1,14 +1,45 @@
-"""Health, readiness and Prometheus metrics."""
+"""Health, readiness, Prometheus metrics, the monitoring API and the live events WebSocket."""
 
 from __future__ import annotations
 
-from litestar import Router, get
-from litestar.datastructures import State
-from litestar.plugins.prometheus import PrometheusController
-from litestar.response import Response
+import asyncio
+import contextlib
+import hmac
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
 
-from peakshop.monitoring.schemas import Health, Ready
+import msgspec
+import structlog
+from litestar import Router, WebSocket, get, post, websocket
+from litestar.datastructures import State
+from litestar.params import Parameter
+from litestar.response import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from peakshop.auth import admin_guard
+from peakshop.config import Settings
+from peakshop.errors import Conflict, NotFound
+from peakshop.monitoring import dashboard, metrics
+from peakshop.monitoring.live import DroppingSubscriber
+from peakshop.monitoring.schemas import (
+    AlertsOut,
+    BenchmarkOut,
+    Health,
+    HistoryOut,
+    MetricsOut,
+    Ready,
+    ResetOut,
+    Sample,
+)
 from peakshop.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+# Close codes of /ws/monitoring.
+CLOSE_UNAUTHORIZED = 4401  # no token, or not the admin token: do not reconnect with it
+CLOSE_TOO_SLOW = 1013  # the client did not keep up and was dropped: reconnect
+CLOSE_GOING_AWAY = 1001
 
 
 @get("/health", tags=["monitoring"])
@@ -32,6 +63,7 @@ async def health(state: State) -> Health:
         validation_log_dead_lettered=stats.dead_lettered,
         validation_log=stats,
         cache=cache,
+        memory=runtime.monitor.memory_health(),
     )
 
 
@@ -45,9 +77,212 @@ async def ready(state: State) -> Response[Ready]:
     return Response(body, status_code=200 if body.ready else 503)
 
 
-class MetricsController(PrometheusController):
-    path = "/metrics"
-    include_in_schema = False
+@get("/metrics", include_in_schema=False)
+async def prometheus_metrics() -> Response[bytes]:
+    """Prometheus text format; with several server processes, the sum (or per-process
+    values, as each metric says) of all of them."""
+    body = generate_latest(metrics.exposition_registry())
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-router = Router(path="/", route_handlers=[health, ready, MetricsController])
+# --- the monitoring API (admin) ---------------------------------------------------------------
+
+
+@get("/metrics", guards=[admin_guard], tags=["monitoring"])
+async def latest_metrics(state: State) -> MetricsOut:
+    """This process's latest snapshot, as the metrics-update event that carried it, with
+    the recent alert transitions (newest first)."""
+    monitor = state.runtime.monitor
+    at, snapshot = monitor.latest
+    return MetricsOut(
+        type="metrics-update",
+        at=at,
+        data=snapshot,
+        recent_alerts=monitor.alerts.recent_newest_first(),
+    )
+
+
+@get("/history", guards=[admin_guard], tags=["monitoring"])
+async def history(
+    state: State,
+    minutes: Annotated[
+        int, Parameter(ge=1, le=60, description="The last 1-60 minutes, one sample a second.")
+    ] = 5,
+) -> HistoryOut:
+    """This process's snapshots of the last ``minutes`` minutes, oldest first."""
+    monitor = state.runtime.monitor
+    samples = [
+        Sample(at=datetime.fromtimestamp(at, UTC), data=snapshot)
+        for at, snapshot in monitor.since(minutes * 60)
+    ]
+    return HistoryOut(pid=monitor.pid, interval_seconds=1.0, snapshots=samples)
+
+
+@get("/alerts", guards=[admin_guard], tags=["monitoring"])
+async def alerts(state: State) -> AlertsOut:
+    """The alerts firing in this process now, and the recent transitions (newest first)."""
+    monitor = state.runtime.monitor
+    return AlertsOut(
+        pid=monitor.pid,
+        active=monitor.alerts.active(),
+        alerts=monitor.alerts.recent_newest_first(),
+    )
+
+
+@post("/metrics/reset", guards=[admin_guard], tags=["monitoring"], status_code=200)
+async def reset_metrics(state: State) -> ResetOut:
+    """Clear the monitors' history, per-second counters, recent alerts and memory trend, in
+    every server process (through the broadcast). Prometheus' counters are monotonic and are
+    not touched."""
+    monitor = state.runtime.monitor
+    await monitor.reset(everywhere=True)
+    return ResetOut(reset=True, pid=monitor.pid)
+
+
+@get("/benchmark", guards=[admin_guard], tags=["monitoring"])
+async def benchmark(
+    state: State,
+    file: Annotated[
+        str | None,
+        Parameter(description="A report's file name; default: the newest report."),
+    ] = None,
+) -> BenchmarkOut:
+    """The newest benchmark report (JSON) under PEAKSHOP_BENCH_RESULTS_DIR, as written by the
+    bench commands; 404 when there is none."""
+    folder = Path(state.runtime.settings.bench_results_dir)
+    return await asyncio.to_thread(_read_report, folder, file)
+
+
+def _read_report(folder: Path, name: str | None) -> BenchmarkOut:
+    reports = sorted(
+        (path for path in folder.glob("*.json") if path.is_file()),
+        key=lambda path: path.stat().st_mtime,
+    )
+    if name is not None:
+        # Only a file of the listing: no path of the caller's is ever opened.
+        reports = [path for path in reports if path.name == name]
+        if not reports:
+            raise NotFound(f"no benchmark report named {name!r}", field="file")
+    for path in reversed(reports):  # newest first; a report being written is skipped
+        content = path.read_bytes()
+        try:
+            msgspec.json.decode(content)
+        except msgspec.DecodeError:
+            if name is not None:
+                raise Conflict(f"{name} is not valid JSON", field="file") from None
+            continue
+        return BenchmarkOut(
+            file=path.name,
+            modified_at=datetime.fromtimestamp(path.stat().st_mtime, UTC),
+            report=msgspec.Raw(content),
+        )
+    raise NotFound(f"no benchmark report in {folder}")
+
+
+# --- live events -----------------------------------------------------------------------------
+
+
+def _authorized(socket: WebSocket, admin_token: str) -> bool:  # type: ignore[type-arg]
+    """The admin token, from ``?token=`` (browsers cannot set headers on a WebSocket) or
+    the Authorization header."""
+    token = socket.query_params.get("token")
+    if token is None:
+        header = socket.headers.get("authorization", "")
+        token = header[7:] if header.startswith("Bearer ") else None
+    return token is not None and hmac.compare_digest(token.encode(), admin_token.encode())
+
+
+@websocket("/ws/monitoring")
+async def monitoring_events(socket: WebSocket) -> None:  # type: ignore[type-arg]
+    """Live events (JSON text frames): metrics-update, order-update, inventory-update,
+    system-alert. Admin token required; a client that does not keep up is dropped."""
+    runtime: Runtime = socket.app.state.runtime
+    settings = runtime.settings
+    await socket.accept()
+    if not _authorized(socket, settings.admin_token):
+        await socket.close(code=CLOSE_UNAUTHORIZED, reason="admin token required")
+        return
+    async with runtime.live.subscribe() as subscriber:
+        sender = asyncio.create_task(_send_events(socket, subscriber, settings))
+        receiver = asyncio.create_task(_until_disconnected(socket))
+        overflow = asyncio.create_task(_until_left_behind(subscriber, settings))
+        closing = asyncio.create_task(runtime.live.closing.wait())
+        tasks = {sender, receiver, overflow, closing}
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+        if receiver in done:
+            return
+        if closing in done:
+            await _close(socket, CLOSE_GOING_AWAY, "server shutting down")
+            return
+        reason = "backlog" if overflow in done else "send_timeout"
+        metrics.LIVE_CLIENTS_DROPPED.labels(reason).inc()
+        log.warning("live_client_dropped", reason=reason, client=_client(socket))
+        await _close(socket, CLOSE_TOO_SLOW, f"too slow ({reason}): reconnect")
+
+
+async def _send_events(
+    socket: WebSocket,  # type: ignore[type-arg]
+    subscriber: DroppingSubscriber,
+    settings: Settings,
+) -> None:
+    """Forward the events; returns when a single send took longer than the timeout."""
+    timeout = settings.ws_send_timeout_seconds
+    async for frame in subscriber.iter_events():
+        try:
+            async with asyncio.timeout(timeout):
+                await socket.send_text(frame.decode())
+        except TimeoutError:
+            return
+
+
+async def _until_left_behind(subscriber: DroppingSubscriber, settings: Settings) -> None:
+    """Returns when the client's backlog overflowed and did not drain (under half full)
+    within the send timeout: it is not keeping up. A burst it drains in time is forgiven."""
+    while True:
+        await subscriber.overflowed.wait()
+        await asyncio.sleep(settings.ws_send_timeout_seconds)
+        if subscriber.qsize > settings.ws_client_backlog // 2:
+            return
+        subscriber.overflowed.clear()
+
+
+async def _until_disconnected(socket: WebSocket) -> None:  # type: ignore[type-arg]
+    """Messages from the client are ignored (the stream is one-way)."""
+    while (await socket.receive())["type"] != "websocket.disconnect":
+        continue
+
+
+async def _close(socket: WebSocket, code: int, reason: str) -> None:  # type: ignore[type-arg]
+    # A client that stopped reading may block this too: give it a moment, then let the
+    # server drop the connection when the handler returns.
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):
+            await socket.close(code=code, reason=reason)
+
+
+def _client(socket: WebSocket) -> str | None:  # type: ignore[type-arg]
+    return socket.client.host if socket.client else None
+
+
+api_router = Router(
+    path="/api/v1/monitoring",
+    route_handlers=[latest_metrics, history, alerts, reset_metrics, benchmark],
+)
+router = Router(
+    path="/",
+    route_handlers=[
+        health,
+        ready,
+        prometheus_metrics,
+        monitoring_events,
+        api_router,
+        dashboard.router,
+    ],
+)

@@ -37,6 +37,25 @@ FLASH_SCOPE = "sale:{sale_id}"
 ORDERS_SCOPE = "orders"
 
 
+def announce(
+    runtime: Runtime, *, order_id: str, status: str, kind: str, sale_id: int | None
+) -> None:
+    """Tell the live dashboard about a transition, after its commit: an order-update event,
+    and an inventory-update of the sale (coalesced). Fire-and-forget, and one attribute
+    check while nobody listens (monitoring/live.py)."""
+    runtime.live.order_update(order_id=order_id, status=status, kind=kind, sale_id=sale_id)
+    runtime.live.stock_changed(sale_id)
+
+
+def _announced(runtime: Runtime, order: RowMapping, status: str) -> Hook:
+    order_id, kind, sale_id = order["id"], order["kind"], order["flash_sale_id"]
+
+    async def hook() -> None:
+        announce(runtime, order_id=order_id, status=status, kind=kind, sale_id=sale_id)
+
+    return hook
+
+
 async def run_hooks(hooks: list[Hook]) -> None:
     for hook in hooks:
         try:
@@ -75,12 +94,13 @@ async def confirm_many(
     *,
     now: datetime,
     outbox: Outbox | None = None,
-) -> int:
+) -> list[str]:
     """``confirm`` for a batch, with one stock statement per sale and per product (and one
-    insert for the notification jobs of the orders that moved)."""
+    insert for the notification jobs of the orders that moved). Returns the ids of the
+    orders confirmed."""
     moved = await repository.confirm_pending(conn, [row["id"] for row in order_rows], now=now)
     if not moved:
-        return 0
+        return []
     sale_of = {row["id"]: row["flash_sale_id"] for row in order_rows}
     per_sale: dict[int, int] = defaultdict(int)
     per_product: dict[int, int] = defaultdict(int)
@@ -97,7 +117,7 @@ async def confirm_many(
     if outbox is not None:
         await notifications.stage_order_confirmed(outbox, conn, moved, now=now)
     metrics.ORDER_TRANSITIONS.labels("confirmed").inc(len(moved))
-    return len(moved)
+    return list(moved)
 
 
 async def end(
@@ -141,6 +161,7 @@ async def end(
         if released is not None:
             coupon_id, user_id = released
             hooks.append(lambda: runtime.state.counters.release(coupon_id, user_id))
+    hooks.append(_announced(runtime, order, to_status))
     metrics.ORDER_TRANSITIONS.labels(to_status).inc()
     return hooks
 

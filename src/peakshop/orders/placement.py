@@ -130,8 +130,15 @@ async def place_flash_sale_order(
     if outcome == "refused":
         # The hot store admitted more than the record holds (it lost data and was rebuilt
         # while orders were in flight): believe the record.
+        lifecycle.announce(
+            runtime, order_id=order_id, status="failed", kind="flash_sale", sale_id=sale_id
+        )
         await lifecycle.load_sale_hot(runtime, sale_id, replace=True)
         raise AdmissionRejected("sold_out", f"flash sale {sale_id}: sold_out")
+    if outcome == "created":  # else a worker recorded it first, and announced it
+        lifecycle.announce(
+            runtime, order_id=order_id, status="pending", kind="flash_sale", sale_id=sale_id
+        )
     if not admission.enqueued:
         await jobs_service.publish_committed(runtime, message)
     return Accepted(order_id=order_id, job_id=job_id), False
@@ -232,6 +239,7 @@ async def place_order(
             raise
         record = admission_record(existing["request_hash"], existing["id"], existing["job_id"])
         return _replay(record, digest), True
+    lifecycle.announce(runtime, order_id=order_id, status="pending", kind="regular", sale_id=None)
     if coupon_use is not None:
         await runtime.record_coupon_use(coupon_use, user_id)
     await jobs_service.publish_committed(runtime, message)

@@ -41,6 +41,7 @@ async def process_order(context: JobContext, payload: dict[str, Any]) -> None:
             outcome, _ = await recording.record_flash_order(
                 conn, payload=payload, message=context.message, now=now, pay_by=pay_by
             )
+        _announce_recorded(runtime, payload, outcome)
         if outcome == "duplicate":  # another order holds the key: give these units back
             sale_id, user_id, quantity = payload["sale_id"], payload["user_id"], payload["quantity"]
             context.after_commit(
@@ -64,7 +65,15 @@ async def process_order(context: JobContext, payload: dict[str, Any]) -> None:
     await runtime.payment.confirm(order_id=order_id, total_cents=order["total_cents"])
     outbox = Outbox(runtime)  # the confirmation's notification job
     async with runtime.db.write() as conn:
-        await lifecycle.confirm(conn, order, now=utcnow(), outbox=outbox)
+        confirmed = await lifecycle.confirm(conn, order, now=utcnow(), outbox=outbox)
+    if confirmed:
+        lifecycle.announce(
+            runtime,
+            order_id=order_id,
+            status="confirmed",
+            kind=order["kind"],
+            sale_id=order["flash_sale_id"],
+        )
     await outbox.publish()
 
 
@@ -111,9 +120,32 @@ async def process_orders(
     if confirmable:
         outbox = Outbox(runtime)  # the confirmations' notification jobs
         async with runtime.db.write() as conn:
-            await lifecycle.confirm_many(conn, confirmable, now=utcnow(), outbox=outbox)
+            moved = await lifecycle.confirm_many(conn, confirmable, now=utcnow(), outbox=outbox)
+        for order_id in moved:
+            order = rows[order_id]
+            lifecycle.announce(
+                runtime,
+                order_id=order_id,
+                status="confirmed",
+                kind=order["kind"],
+                sale_id=order["flash_sale_id"],
+            )
         await outbox.publish()
     return outcomes
+
+
+def _announce_recorded(runtime: Runtime, payload: dict[str, Any], outcome: str) -> None:
+    """A flash-sale order recorded by a worker (the API had not): pending, or failed when
+    the record had no units left for it."""
+    status = {"created": "pending", "refused": "failed"}.get(outcome)
+    if status is not None:
+        lifecycle.announce(
+            runtime,
+            order_id=payload["order_id"],
+            status=status,
+            kind="flash_sale",
+            sale_id=payload["sale_id"],
+        )
 
 
 async def _record_missing(
@@ -139,6 +171,7 @@ async def _record_missing(
         results = await recording.record_flash_orders(conn, batch)
     for index, (outcome, _) in zip(flash, results, strict=True):
         payload = payloads[index]
+        _announce_recorded(runtime, payload, outcome)
         if outcome == "duplicate":
             contexts[index].after_commit(_release(runtime, payload))
         elif outcome == "refused":
@@ -184,6 +217,13 @@ async def _reopen(runtime: Runtime, order: Any) -> Any:
         raise
     if not reopened:
         return None
+    lifecycle.announce(
+        runtime,
+        order_id=order["id"],
+        status="pending",
+        kind=order["kind"],
+        sale_id=order["flash_sale_id"],
+    )
     async with runtime.db.read() as conn:
         return await repository.get_order(conn, order["id"])
 

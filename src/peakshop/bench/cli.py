@@ -274,3 +274,125 @@ def catalog(
         json_path=json_path,
     )
     _execute(options, run)
+
+
+@app.command("run")
+def run_profile(
+    profile: Annotated[
+        str,
+        typer.Option(
+            help="basic, spike, stress, endurance, or a profile file (TOML; YAML with PyYAML)."
+        ),
+    ] = "basic",
+    mix: Annotated[
+        str, typer.Option(help="storefront, flash-sale-day or validate.")
+    ] = "storefront",
+    url: Annotated[str | None, typer.Option(help="A running server.")] = None,
+    spawn: Annotated[
+        bool,
+        typer.Option("--spawn", help="Start `peakshop serve` against the configured database."),
+    ] = False,
+    procs: Annotated[int, typer.Option(help="Sender processes sharing one schedule.")] = 1,
+    connections: Annotated[
+        int, typer.Option(help="Most connections open at once, all senders.")
+    ] = 256,
+    rate: Annotated[
+        float | None,
+        typer.Option(
+            help="Built-in profiles: the base rate (basic/endurance: the rate; spike: the baseline; stress: start and step)."
+        ),
+    ] = None,
+    minutes: Annotated[float | None, typer.Option(help="endurance: minutes (default 10).")] = None,
+    stress_max: Annotated[
+        float | None, typer.Option(help="stress: the highest step's rate (default 5,000).")
+    ] = None,
+    think_time: Annotated[
+        float, typer.Option(help="Sessions: mean think time between actions, s (exponential).")
+    ] = 1.0,
+    sale_at: Annotated[
+        float | None,
+        typer.Option(
+            help="flash-sale-day: seconds into the run when the sale opens (default: the spike/peak phase's start, else a third in)."
+        ),
+    ] = None,
+    sale_units: Annotated[int, typer.Option(help="flash-sale-day: units on sale.")] = 500,
+    slo: Annotated[
+        Path | None, typer.Option(help="SLO file (TOML): a breach exits with 1.")
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the result (JSON, schema_version 1).")
+    ] = None,
+    html_path: Annotated[
+        Path | None, typer.Option("--html", help="Write a self-contained HTML report.")
+    ] = None,
+    max_lag_ms: Annotated[
+        float, typer.Option(help="A phase whose sender lag P99 exceeds this is invalid.")
+    ] = 5.0,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds before a request counts as a timeout.")
+    ] = 30.0,
+    seed: Annotated[int, typer.Option(help="Seed of the mix and the sessions.")] = 42,
+) -> None:
+    """Run a load profile with a traffic mix, open loop: live progress per phase, a JSON
+    result, an HTML report. Exit code 0 when the run is valid and every SLO check passes,
+    1 otherwise, 2 on bad usage."""
+    from rich.console import Console
+
+    from peakshop.bench.loadtest import RunOptions, run
+    from peakshop.bench.mix import MixError
+    from peakshop.bench.profiles import ProfileError
+    from peakshop.bench.slo import SloError
+    from peakshop.config import SettingsError, load_settings
+
+    options = RunOptions(
+        profile=profile, mix=mix, url=url, spawn=spawn, procs=procs, connections=connections,
+        rate=rate, minutes=minutes, stress_max=stress_max, think_time=think_time,
+        sale_at=sale_at, sale_units=sale_units, slo=slo, json_path=json_path,
+        html_path=html_path, max_lag_ms=max_lag_ms, timeout=timeout, seed=seed,
+    )  # fmt: skip
+    try:
+        options.check()
+        settings = load_settings()
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=140)
+        code = run(options, settings=settings, console=console)
+    except (ValueError, SettingsError, MixError, ProfileError, SloError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    raise typer.Exit(code)
+
+
+@app.command("compare")
+def compare_runs(
+    a: Annotated[Path, typer.Argument(help="The baseline result (JSON of `bench run`).")],
+    b: Annotated[Path, typer.Argument(help="The result to compare with it.")],
+    html_path: Annotated[
+        Path | None, typer.Option("--html", help="Also write an HTML report.")
+    ] = None,
+    fail_on_regression: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-regression", help="Exit with 1 when a metric got worse beyond noise."
+        ),
+    ] = False,
+) -> None:
+    """The differences from run A to run B, each with its noise band (from the runs'
+    per-second variation, or ±5% when unknown)."""
+    from rich.console import Console
+
+    from peakshop.bench import compare
+
+    try:
+        doc_a, doc_b = compare.load(a), compare.load(b)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    result = compare.compare(doc_a, doc_b)
+    console = Console() if Console().is_terminal else Console(width=140)
+    compare.print_comparison(console, result, a=str(a), b=str(b))
+    if html_path is not None:
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(compare.render_html(result, doc_a, doc_b, a=str(a), b=str(b)))
+        console.print(f"wrote {html_path}")
+    raise typer.Exit(1 if fail_on_regression and result["regressions"] else 0)

@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ def main() -> int:
     args = parser.parse_args()
 
     (ROOT / "var").mkdir(exist_ok=True)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     modes = {
         "embedded": _env(args.sqlite_url, None),
         "scaled": _env(args.postgres_url, args.redis_url),
@@ -97,6 +99,8 @@ def main() -> int:
             {
                 "scenario": "validate-modes",
                 "command": shlex.join([sys.executable, *sys.argv]),
+                "started_at": started_at,
+                "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "machine": runs["embedded"][0]["machine"],
                 "medians_rps": medians,
                 "ratio_scaled_to_embedded": ratio,

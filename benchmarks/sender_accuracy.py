@@ -143,7 +143,10 @@ def targets(runs: Sequence[Mapping[str, Any]], *, procs: int) -> list[dict[str, 
             if achieved_rps is not None
             else "nothing measured; "
         )
-        note += f"sender lag P99 {lag['p99']} ms, max {lag['max']} ms; {run['failed']:,} failed"
+        note += (
+            f"sender lag P99 {_num(lag['p99'], '.3f')} ms, max {_num(lag['max'], '.3f')} ms; "
+            f"{run['failed']:,} failed"
+        )
         if not run["valid"]:
             note += f"; invalid: {run['invalid_reason']}"
         out.append(

@@ -6,6 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv/bin
 PORT ?= 8000
 HOST ?= 127.0.0.1
+BENCH_ARGS ?=
 # Demo data for `make run`: the default coupon data set and a catalog with a year of orders
 # (seeded once, kept afterwards).
 SEED_ARGS ?= --users 1000000 --coupons 5000 --usage 3000 --sellers 200 --products 20000 --orders 200000
@@ -42,8 +43,12 @@ format: install
 	$(VENV)/ruff check --fix src tests benchmarks migrations
 	$(VENV)/ruff format src tests benchmarks migrations
 
+# Every measurement behind the README's performance tables, then the tables rewritten from the
+# JSON results (about an hour on 2 cores; an idle machine). Scaled-mode steps need
+# PEAKSHOP_BENCH_POSTGRES_URL and PEAKSHOP_BENCH_REDIS_URL. E.g. BENCH_ARGS="--only validate",
+# "--skip catalog", "--readme-only".
 bench: install
-	$(VENV)/python benchmarks/run_validate_suite.py
+	$(VENV)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache peakshop.db peakshop.db-* var

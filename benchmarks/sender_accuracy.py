@@ -25,9 +25,12 @@ import contextlib
 import secrets
 import shlex
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 HERE = Path(__file__).resolve().parent
 MAX_RELATIVE_ERROR = 0.01  # the "within 1%"
@@ -182,6 +185,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from peakshop.bench.driver import DriverSpec
     from peakshop.bench.orchestrate import run as orchestrate
     from peakshop.bench.profiles import Schedule
+    from peakshop.bench.runner import _busy
     from peakshop.bench.timeline import Timeline
 
     rates = [float(r) for r in args.rates.split(",")]
@@ -202,9 +206,30 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         timeline = Timeline(
             phases=plan.phases, endpoints=load.endpoints, horizon_s=args.timeout + 5
         )
-        server.mark_cpu()
-        outcome = orchestrate(spec, timeline, procs=args.procs)
-        server_cpu = server.cpu_since_mark() if server.spawned else None
+        marks: dict[str, Any] = {}
+
+        def started() -> None:
+            server.mark_cpu()
+            marks["before"], marks["own"] = psutil.cpu_times(), time.process_time()
+
+        def finished() -> None:
+            marks["server"] = server.cpu_since_mark() if server.spawned else None
+            marks["after"], marks["own"] = psutil.cpu_times(), time.process_time() - marks["own"]
+
+        outcome = orchestrate(
+            spec, timeline, procs=args.procs, on_start=started, on_finish=finished
+        )
+    seconds = outcome.duration_s
+    busy = _busy(marks["after"]) - _busy(marks["before"])
+    bench = outcome.sender_cpu_s + marks["own"]
+    server_cpu = marks["server"]
+    # "other": what else ran on the machine meanwhile (clearly positive: a disturbed run).
+    cpu_pct = {
+        "machine_busy": 100 * busy / seconds,
+        "server": None if server_cpu is None else 100 * server_cpu / seconds,
+        "bench": 100 * bench / seconds,
+        "other": None if server_cpu is None else 100 * (busy - server_cpu - bench) / seconds,
+    }
     series = timeline.series(phase_starts_s=Schedule(plan).phase_starts_s)
     phases = results.phases(outcome, plan, load.endpoints, series, max_lag_ms=args.max_lag_ms)
     runs = rate_runs(phases, series, rates={p.name: p.end_rate for p in plan.phases})
@@ -232,6 +257,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "duration_s": outcome.duration_s,
         },
         "server_cpu_s": server_cpu,
+        "cpu_pct": cpu_pct,
         "runs": runs,
         "targets": found,
         "all_passed": bool(found) and all(t["passed"] for t in found),
@@ -239,6 +265,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_table(doc: Mapping[str, Any]) -> None:
+    cpu = doc["cpu_pct"]
+    print(
+        f"CPU over the run (% of one core): machine busy {_num(cpu['machine_busy'], '.0f')}; "
+        + ", ".join(f"{k} {_num(cpu[k], '.0f')}" for k in ("server", "bench", "other"))
+    )
     print(
         f"{'rate':>8} {'achieved':>10} {'error %':>8} {'per-s max %':>11} "
         f"{'lag p50':>8} {'lag p99':>8} {'lag max':>8} {'failed':>7}  verdict"

@@ -482,10 +482,14 @@ def _sources(results: Mapping[str, Any], used: Sequence[str]) -> list[str]:
 def replace_block(readme: str, block: str) -> str:
     """``readme`` with the text between the markers replaced by ``block``; the markers are
     added at the end of the Performance section (or of the file) when missing."""
-    begin, end = readme.find(BEGIN), readme.find(END)
-    if begin != -1 and end > begin:
-        return readme[: begin + len(BEGIN)] + "\n" + block + readme[end:]
-    if begin != -1 or end != -1:
+    # Markers count on lines of their own only (prose may name them).
+    begins = list(re.finditer(rf"^{re.escape(BEGIN)}[ \t]*$", readme, flags=re.MULTILINE))
+    ends = list(re.finditer(rf"^{re.escape(END)}[ \t]*$", readme, flags=re.MULTILINE))
+    if len(begins) > 1 or len(ends) > 1:
+        raise ValueError(f"README: {BEGIN} and {END} must appear once each")
+    if begins and ends and ends[0].start() > begins[0].end():
+        return readme[: begins[0].end()] + "\n" + block + readme[ends[0].start() :]
+    if begins or ends:
         raise ValueError(f"README: {BEGIN} and {END} must both be present, in that order")
     wrapped = f"{BEGIN}\n{block}{END}\n"
     section = re.search(rf"^{re.escape(SECTION)}\s*$", readme, flags=re.MULTILINE)

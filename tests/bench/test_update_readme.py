@@ -232,6 +232,14 @@ def test_markers_added_to_the_performance_section(results: Path) -> None:
     assert update_readme.replace_block(out, block) == out
     with pytest.raises(ValueError, match="both"):
         update_readme.replace_block(f"{END}\n{BEGIN}\n", block)
+    with pytest.raises(ValueError, match="once each"):
+        update_readme.replace_block(f"{BEGIN}\n{END}\n{BEGIN}\n{END}\n", block)
+
+
+def test_markers_named_in_prose_are_not_markers(results: Path) -> None:
+    text = f"Prose names `{BEGIN}` and `{END}`.\n\n{BEGIN}\nold\n{END}\n"
+    out = update_readme.replace_block(text, "new\n")
+    assert out == f"Prose names `{BEGIN}` and `{END}`.\n\n{BEGIN}\nnew\n{END}\n"
 
 
 def test_no_results_at_all(tmp_path: Path) -> None:

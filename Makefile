@@ -45,7 +45,7 @@ format: install
 
 # Every measurement behind the README's performance tables, then the tables rewritten from the
 # JSON results (about an hour on 2 cores; an idle machine). Scaled-mode steps need
-# PEAKSHOP_BENCH_POSTGRES_URL and PEAKSHOP_BENCH_REDIS_URL. E.g. BENCH_ARGS="--only validate",
+# BENCH_POSTGRES_URL and BENCH_REDIS_URL. E.g. BENCH_ARGS="--only validate",
 # "--skip catalog", "--readme-only".
 bench: install
 	$(VENV)/python benchmarks/run_all.py $(BENCH_ARGS)

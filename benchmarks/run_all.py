@@ -4,7 +4,7 @@ Runs every step in turn, each writing its JSON to ``benchmarks/results/<step>.js
 output to ``var/bench-logs/<step>.log``, then rewrites the README's tables from the JSON files
 (``benchmarks/update_readme.py``). A step that fails is reported and the others still run.
 Scaled-mode steps need PostgreSQL and Redis (``--postgres-url`` / ``--redis-url``, or
-``PEAKSHOP_BENCH_POSTGRES_URL`` / ``PEAKSHOP_BENCH_REDIS_URL``) and are skipped, with the
+``BENCH_POSTGRES_URL`` / ``BENCH_REDIS_URL``) and are skipped, with the
 reason, without them. The PostgreSQL database is seeded with ``--reset``: give one of its own.
 
     python benchmarks/run_all.py [--only STEP[,STEP]] [--skip STEP] [--readme-only] [--list]
@@ -314,8 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--readme-only", action="store_true", help="only rewrite the README from the JSON files"
     )
     parser.add_argument("--list", action="store_true", help="list the steps and stop")
-    parser.add_argument("--postgres-url", default=os.environ.get("PEAKSHOP_BENCH_POSTGRES_URL"))
-    parser.add_argument("--redis-url", default=os.environ.get("PEAKSHOP_BENCH_REDIS_URL"))
+    parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL"))
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL"))
     args = parser.parse_args(argv)
 
     def names(values: Sequence[str]) -> list[str]:

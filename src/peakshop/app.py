@@ -162,9 +162,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         debug=False,
     )
+    # With monitoring off the wrapper without metrics is chosen here, once: the hot paths
+    # behind it check no flag per request.
     app._observed = observe_http(
         app._dispatch,
-        stats=runtime.monitor.requests,
+        stats=runtime.monitor.requests if settings.monitoring_enabled else None,
         slow_seconds=settings.slow_request_ms / 1000,
     )
     app.state.runtime = runtime

@@ -108,7 +108,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     cache_l1_max_entries: int = 10_000
     cache_ttl_seconds: float = 60.0
     cache_l2_timeout_ms: float = 50.0
-    # Monitoring (monitoring/): requests slower than this are logged as slow_request.
+    # Monitoring (monitoring/). Off: no per-request metrics (Prometheus HTTP series, the
+    # monitor's per-second counters), no monitor tick and no live events; chosen when the app
+    # is built, so the hot paths carry no check of it. For measuring what monitoring costs
+    # (benchmarks/monitoring_overhead.py); /health, /ready and /metrics keep working.
+    monitoring_enabled: bool = True
+    # Requests slower than this are logged as slow_request (also with monitoring off).
     slow_request_ms: float = 500.0
     # Alerts, evaluated each second by each server process's monitor: firing after
     # alert_for_seconds consecutive seconds over the threshold, resolved after as many under.

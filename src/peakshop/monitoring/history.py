@@ -3,7 +3,7 @@
 A ring of columns: one ``array`` of machine numbers per field (8 bytes a sample) instead of
 3,600 snapshot objects, and the open sales of a sample packed into one ``bytes`` (32 bytes
 a sale), shared with the previous sample when nothing moved. One hour of samples takes
-about half a megabyte with a few open sales (tests/monitoring/test_history.py measures it
+about half a megabyte with a few open sales (tests/monitoring/test_units.py measures it
 with tracemalloc). Snapshots are rebuilt when read.
 """
 

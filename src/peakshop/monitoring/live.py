@@ -144,6 +144,9 @@ class LiveEvents:
             subscriber_backlog_strategy="backoff",
             subscriber_class=DroppingSubscriber,
         )
+        # Off: never started, so every publish returns at its first check and the WebSocket
+        # refuses clients (routes.py).
+        self.enabled = settings.monitoring_enabled
         self.local_clients = 0
         self._remote_listeners = 0
         # Order updates per process and second: a dashboard watches a feed, it cannot read
@@ -216,6 +219,8 @@ class LiveEvents:
     # --- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if not self.enabled:
+            return
         await self.plugin.__aenter__()
         self._started = True
         self._tasks = [
@@ -235,8 +240,9 @@ class LiveEvents:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        with contextlib.suppress(Exception):
-            await self.plugin.__aexit__(None, None, None)
+        if self.enabled:
+            with contextlib.suppress(Exception):
+                await self.plugin.__aexit__(None, None, None)
         if self._redis is not None:
             await self._redis.aclose()
 

@@ -69,8 +69,11 @@ def _incoming_request_id(scope: Scope) -> str | None:
     return None
 
 
-def observe_http(app: ASGIApp, *, stats: RequestStats, slow_seconds: float) -> ASGIApp:
-    """Wrap ``app`` (HTTP scopes only) with the request id, the metrics and the slow log."""
+def observe_http(app: ASGIApp, *, stats: RequestStats | None, slow_seconds: float) -> ASGIApp:
+    """Wrap ``app`` (HTTP scopes only) with the request id, the metrics and the slow log;
+    without ``stats`` (monitoring turned off) with the request id and the slow log only."""
+    if stats is None:
+        return _identify_http(app, slow_seconds=slow_seconds)
 
     async def observed(scope: Scope, receive: Receive, send: Send) -> None:
         request_id = _incoming_request_id(scope) or new_request_id()
@@ -105,14 +108,48 @@ def observe_http(app: ASGIApp, *, stats: RequestStats, slow_seconds: float) -> A
                 children[0].inc()
                 children[1].observe(elapsed)
             if elapsed >= slow_seconds:
-                log.warning(
-                    "slow_request",
-                    method=method,
-                    path=scope["path"],
-                    route=route,
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 3),
-                )
+                _log_slow(scope, status, elapsed)
             REQUEST_ID.reset(token)
 
     return observed
+
+
+def _identify_http(app: ASGIApp, *, slow_seconds: float) -> ASGIApp:
+    """The request id and the slow log without any metric: what stays of the observation
+    with monitoring off (logs still carry request ids). A separate wrapper rather than a
+    flag, so that the per-request path checks nothing."""
+
+    async def identified(scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = _incoming_request_id(scope) or new_request_id()
+        id_header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
+        token = REQUEST_ID.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_identified(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_identified)
+        finally:
+            elapsed = time.perf_counter() - started
+            if elapsed >= slow_seconds:
+                _log_slow(scope, status, elapsed)
+            REQUEST_ID.reset(token)
+
+    return identified
+
+
+def _log_slow(scope: Scope, status: int, elapsed: float) -> None:
+    log.warning(
+        "slow_request",
+        method=scope.get("method", "GET"),
+        path=scope["path"],
+        route=scope.get("path_template"),
+        status=status,
+        duration_ms=round(elapsed * 1000, 3),
+    )

@@ -95,11 +95,14 @@ class Monitor:
         self._gc_seen = [(g["collections"], g["collected"]) for g in gc.get_stats()]
         self._last_tick = time.monotonic()
         self._sample_memory()
-        self._tasks = [
-            asyncio.create_task(self._tick_forever(), name="monitor-tick"),
-            asyncio.create_task(self._probe_lag_forever(), name="monitor-lag"),
-            asyncio.create_task(self._memory_forever(), name="monitor-memory"),
-        ]
+        # The memory trend stays with monitoring off: /health shows it, and a sample every
+        # memory_sample_seconds costs nothing measurable.
+        self._tasks = [asyncio.create_task(self._memory_forever(), name="monitor-memory")]
+        if self.settings.monitoring_enabled:
+            self._tasks += [
+                asyncio.create_task(self._tick_forever(), name="monitor-tick"),
+                asyncio.create_task(self._probe_lag_forever(), name="monitor-lag"),
+            ]
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -12,14 +12,16 @@ from typing import Annotated
 import msgspec
 import structlog
 from litestar import Router, WebSocket, get, post, websocket
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.handlers import BaseRouteHandler
 from litestar.params import Parameter
 from litestar.response import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from peakshop.auth import admin_guard
 from peakshop.config import Settings
-from peakshop.errors import Conflict, NotFound
+from peakshop.errors import Conflict, NotFound, Unavailable
 from peakshop.monitoring import dashboard, metrics
 from peakshop.monitoring.live import DroppingSubscriber
 from peakshop.monitoring.schemas import (
@@ -40,6 +42,8 @@ log = structlog.get_logger(__name__)
 CLOSE_UNAUTHORIZED = 4401  # no token, or not the admin token: do not reconnect with it
 CLOSE_TOO_SLOW = 1013  # the client did not keep up and was dropped: reconnect
 CLOSE_GOING_AWAY = 1001
+CLOSE_MONITORING_OFF = 4503  # PEAKSHOP_MONITORING_ENABLED=false: there are no events to send
+MONITORING_OFF = "monitoring is turned off on this server (PEAKSHOP_MONITORING_ENABLED=false)"
 
 
 @get("/health", tags=["monitoring"])
@@ -88,7 +92,17 @@ async def prometheus_metrics() -> Response[bytes]:
 # --- the monitoring API (admin) ---------------------------------------------------------------
 
 
-@get("/metrics", guards=[admin_guard], tags=["monitoring"])
+def monitoring_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # type: ignore[type-arg]
+    """With monitoring off there is no snapshot, history or alert to show: 503 with the
+    reason, rather than numbers that look like an idle server."""
+    if not connection.app.state.runtime.settings.monitoring_enabled:
+        raise Unavailable(MONITORING_OFF, code="monitoring_disabled")
+
+
+_MONITORED = [admin_guard, monitoring_guard]  # the token first: a stranger learns nothing
+
+
+@get("/metrics", guards=_MONITORED, tags=["monitoring"])
 async def latest_metrics(state: State) -> MetricsOut:
     """This process's latest snapshot, as the metrics-update event that carried it, with
     the recent alert transitions (newest first)."""
@@ -102,7 +116,7 @@ async def latest_metrics(state: State) -> MetricsOut:
     )
 
 
-@get("/history", guards=[admin_guard], tags=["monitoring"])
+@get("/history", guards=_MONITORED, tags=["monitoring"])
 async def history(
     state: State,
     minutes: Annotated[
@@ -118,7 +132,7 @@ async def history(
     return HistoryOut(pid=monitor.pid, interval_seconds=1.0, snapshots=samples)
 
 
-@get("/alerts", guards=[admin_guard], tags=["monitoring"])
+@get("/alerts", guards=_MONITORED, tags=["monitoring"])
 async def alerts(state: State) -> AlertsOut:
     """The alerts firing in this process now, and the recent transitions (newest first)."""
     monitor = state.runtime.monitor
@@ -129,7 +143,7 @@ async def alerts(state: State) -> AlertsOut:
     )
 
 
-@post("/metrics/reset", guards=[admin_guard], tags=["monitoring"], status_code=200)
+@post("/metrics/reset", guards=_MONITORED, tags=["monitoring"], status_code=200)
 async def reset_metrics(state: State) -> ResetOut:
     """Clear the monitors' history, per-second counters, recent alerts and memory trend, in
     every server process (through the broadcast). Prometheus' counters are monotonic and are
@@ -201,6 +215,9 @@ async def monitoring_events(socket: WebSocket) -> None:  # type: ignore[type-arg
     await socket.accept()
     if not _authorized(socket, settings.admin_token):
         await socket.close(code=CLOSE_UNAUTHORIZED, reason="admin token required")
+        return
+    if not runtime.live.enabled:
+        await socket.close(code=CLOSE_MONITORING_OFF, reason="monitoring is turned off")
         return
     async with runtime.live.subscribe() as subscriber:
         sender = asyncio.create_task(_send_events(socket, subscriber, settings))

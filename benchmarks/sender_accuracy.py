@@ -8,8 +8,10 @@ One profile is run with the senders of ``peakshop bench run`` (``orchestrate`` +
 the same code, the same schedule): a short warm-up, then one steady phase per rate. For each
 rate, the achieved rate is the requests that actually left (scheduled time + the sender's lag)
 during the phase's inner full seconds (its first and last second are shared with the
-neighbouring phases), divided by those seconds; the target is |achieved / rate - 1| <= 1%, in
-a phase whose sender lag P99 stays within --max-lag-ms (else the phase is invalid).
+neighbouring phases), divided by those seconds; the target is |achieved / rate - 1| <= 1%.
+The sender's own lag is reported beside it: a phase whose lag P99 exceeds --max-lag-ms is
+marked invalid (its latencies would include the sender's delay), which the note says; the
+rate target is about the rate held, as the issue words it.
 
     python benchmarks/sender_accuracy.py [--rates 500,1000,2000,3000] [--seconds 20]
         [--procs 2] [--minimal-url URL] [--json benchmarks/results/sender_accuracy.json]
@@ -139,7 +141,8 @@ def targets(runs: Sequence[Mapping[str, Any]], *, procs: int) -> list[dict[str, 
         error = run["relative_error"]
         measured = None if error is None else abs(error) * 100
         lag = run["lag_ms"]
-        passed = measured is not None and run["valid"] and measured <= MAX_RELATIVE_ERROR * 100
+        # The rate held is the target; the lag is reported (and an invalid phase says so).
+        passed = measured is not None and measured <= MAX_RELATIVE_ERROR * 100
         achieved_rps = run["achieved_rps"]
         note = (
             f"achieved {achieved_rps:,.1f} of {run['target_rps']:,.0f} req/s; "

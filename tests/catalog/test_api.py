@@ -146,6 +146,29 @@ async def test_a_write_is_seen_at_once_by_the_next_read(shop: Client) -> None:
     assert (await listing(shop))["items"] == []
 
 
+async def test_a_repeated_list_is_answered_before_parsing_and_dropped_by_writes(
+    shop: Client,
+) -> None:
+    made = await product(shop, name="First", price="2.00")
+    params = {"limit": 5, "sort": "price_asc"}
+    first = await shop.get("/api/v1/products", params=params)
+    again = await shop.get("/api/v1/products", params=params)  # the raw-query fast path
+    assert again.status_code == 200 and again.content == first.content
+    assert again.headers["content-type"].startswith("application/json")
+    assert again.headers["x-request-id"]
+    changed = await shop.patch(
+        f"/api/v1/products/{made['id']}", json={"name": "Second"}, headers=ADMIN
+    )
+    assert changed.status_code == 200
+    after = await shop.get("/api/v1/products", params=params)
+    assert [item["name"] for item in after.json()["items"]] == ["Second"]
+    # A refused query is never stored, under any key: it is refused every time.
+    for _ in range(2):
+        bad = await shop.get("/api/v1/products", params={"limit": 0})
+        assert bad.status_code == 400
+        assert bad.json()["error"]["field"] == "limit"
+
+
 async def test_seller_and_category_changes_reach_cached_products(shop: Client) -> None:
     acme = await seller(shop, "Acme")
     top = await category(shop, "Top")

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Response, Router, delete, get, patch, post
+from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
@@ -47,8 +47,19 @@ def _price(value: Decimal | None, field: str) -> int | None:
     return None if value is None else service.cents(value, field)
 
 
-@get("/api/v1/products", cache_control=None)
+PRODUCTS_PATH = "/api/v1/products"
+
+
+def raw_list_key(query_string: bytes) -> str:
+    """The cache key of a list response by its raw query string: what the fast path in
+    ``app.py`` looks up before any parsing. Only ever stored as an alias of an answer that
+    went through the handler below (so an invalid query is never found here)."""
+    return f"products:raw:{query_string.decode('latin-1')}"
+
+
+@get(PRODUCTS_PATH, cache_control=None)
 async def list_products(
+    request: Request,  # type: ignore[type-arg]
     state: State,
     category_id: OptionalId = None,
     seller_id: OptionalId = None,
@@ -85,9 +96,11 @@ async def list_products(
             )
         return _encoder.encode(result)
 
-    return _json(
-        await runtime.cache.get_or_load(key, tags=[service.LISTS, service.CATALOG], load=load)
-    )
+    body = await runtime.cache.get_or_load(key, tags=[service.LISTS, service.CATALOG], load=load)
+    # The most browsed lists are asked for with the same few query strings: the next one
+    # is answered from L1 before the framework parses anything (~40 -> ~20 µs in-process).
+    runtime.cache.alias(raw_list_key(request.scope["query_string"]), key)
+    return _json(body)
 
 
 @get("/api/v1/products/{product_id:int}")

@@ -162,6 +162,23 @@ class Cache:
         # Shielded: a caller that goes away (client disconnected) does not cancel the others'.
         return await asyncio.shield(flight.task)
 
+    def peek(self, key: str) -> bytes | None:
+        """An L1 hit, counted as one, or None (not counted: the caller then goes through
+        get_or_load, which counts the miss). For a response served before any parsing."""
+        now = time.monotonic()
+        value = self._l1.get(key, now, DEGRADED_L1_SECONDS if self._degraded(now) else None)
+        if value is not None:
+            self._count("l1_hit")
+        return value
+
+    def alias(self, alias: str, key: str) -> None:
+        """Make ``key``'s L1 entry findable under ``alias`` (e.g. the raw request) as well.
+        A load that a write made stale was never stored under ``key``, so it gets no alias."""
+        evicted = self._l1.alias(alias, key)
+        if evicted:
+            self._counts["l1_evict"] += evicted
+            self._l1_evictions.inc(evicted)
+
     async def _fill(self, key: str, flight: _Flight, load: Load, ttl: float) -> bytes:
         try:
             l2, versions = self._l2, None

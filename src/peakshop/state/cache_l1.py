@@ -61,6 +61,14 @@ class L1:
             evicted += 1
         return evicted
 
+    def alias(self, alias: str, key: str) -> int:
+        """Store ``key``'s live entry under ``alias`` too, with its tags and expiry (so the
+        same writes drop both); nothing when ``key`` is absent. Returns the evictions."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return 0
+        return self.put(alias, entry.value, entry.tags, entry.expires - entry.stored, entry.stored)
+
     def drop_tags(self, tags: Iterable[str]) -> int:
         """Remove every entry stored under one of ``tags``; returns how many."""
         dropped = 0

@@ -1,13 +1,16 @@
-"""Per-request cost of the two thin ASGI handlers, in-process (no server, no network).
+"""Per-request cost of the hot paths, in-process (no server, no network).
 
 The application is called directly with ASGI messages, one request after another, on a
-fresh SQLite database: coupon validation (a valid coupon) and a refused flash-sale order
-(sold out: the hot-store path losers take). It measures what the application adds per
-request: the framework, the handler, the request id, the metrics and the monitor's per-second
-counters. Run it on two checkouts to compare them (the printed lines are the medians of the
-rounds, in microseconds per request):
+fresh SQLite database, with no in-process worker (its own database traffic would be counted
+too): coupon validation (a valid coupon), a refused flash-sale order (sold out: the hot-store
+path losers take), an admitted flash-sale order (a winner: its group-commit transaction) and
+an uncached product list (a new price floor each time). It measures what the application adds
+per request: the framework, the handler, the request id, the metrics and the monitor's
+per-second counters, and for the database paths how many calls aiosqlite hands to its
+thread and back per request. Run it on two checkouts to compare them (the printed lines are
+the medians of the rounds):
 
-    python benchmarks/hot_paths_inprocess.py --requests 20000 --rounds 7
+    python benchmarks/hot_paths_inprocess.py --requests 20000 --rounds 7 --slow-requests 300
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import aiosqlite
 
 from peakshop import migrate
 from peakshop.app import create_app
@@ -38,7 +43,12 @@ class Caller:
         self.app = app
 
     async def __call__(
-        self, method: str, path: str, body: bytes, headers: list[tuple[bytes, bytes]]
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]],
+        query: bytes = b"",
     ) -> tuple[int, bytes]:
         scope = {
             "type": "http",
@@ -48,7 +58,7 @@ class Caller:
             "scheme": "http",
             "path": path,
             "raw_path": path.encode(),
-            "query_string": b"",
+            "query_string": query,
             "root_path": "",
             "headers": [(b"content-type", b"application/json"), *headers],
             "client": ("127.0.0.1", 50000),
@@ -77,7 +87,7 @@ class Caller:
         return status, b"".join(chunks)
 
 
-async def run(requests: int, rounds: int) -> dict[str, list[float]]:
+async def run(requests: int, rounds: int, slow_requests: int) -> dict[str, list[float]]:
     folder = Path(tempfile.mkdtemp(prefix="peakshop-hotpaths-"))
     settings = load_settings(
         environ={},
@@ -89,6 +99,7 @@ async def run(requests: int, rounds: int) -> dict[str, list[float]]:
         validation_log_dead_letter_path=str(folder / "dead.jsonl"),
         rate_limit_validate_per_user="",
         rate_limit_orders_per_user="",
+        worker_in_process=False,
     )
     await migrate.upgrade_async(settings)
     app = create_app(settings)
@@ -145,19 +156,55 @@ async def run(requests: int, rounds: int) -> dict[str, list[float]]:
         key = [*service, (b"idempotency-key", f"k{i}".encode())]
         return (await call("POST", sale_path, loser_body, key))[0]
 
-    results: dict[str, list[float]] = {"validate": [], "flash_sale_refused": []}
+    # An admitted order each time (a sale big enough for all of them) and a list page no one
+    # asked for before (a new price floor each time, on a few hundred products).
+    big = {**sale, "quantity": 100_000, "per_user_limit": 1}
+    status, answer = await call(
+        "POST",
+        "/api/v1/inventory",
+        json.dumps({"name": "bench-big", "price": "10.00", "stock": 100_000}).encode(),
+        admin,
+    )
+    assert status == 201, answer
+    big["product_id"] = json.loads(answer)["id"]
+    status, answer = await call("POST", "/api/v1/flash-sales", json.dumps(big).encode(), admin)
+    assert status == 201, answer
+    big_path = f"/api/v1/flash-sales/{json.loads(answer)['id']}/orders"
+    for n in range(300):
+        listed = {"name": f"listed-{n}", "price": f"{1 + n}.00", "stock": 1}
+        status, answer = await call("POST", "/api/v1/products", json.dumps(listed).encode(), admin)
+        assert status == 201, answer
+
+    async def admitted_once(i: int) -> int:
+        body = json.dumps({"user_id": f"buyer-{i}", "quantity": 1}).encode()
+        key = [*service, (b"idempotency-key", f"a{i}".encode())]
+        return (await call("POST", big_path, body, key))[0]
+
+    async def uncached_list_once(i: int) -> int:
+        query = f"min_price={i // 100}.{i % 100:02d}&sort=price_asc&limit=20".encode()
+        return (await call("GET", "/api/v1/products", b"", [], query))[0]
+
+    paths = (
+        ("validate", validate_once, 200, requests, 2_000),
+        ("flash_sale_refused", refused_once, 409, requests, 2_000),
+        ("flash_sale_admitted", admitted_once, 202, slow_requests, 100),
+        ("list_uncached", uncached_list_once, 200, slow_requests, 100),
+    )
+    results: dict[str, list[float]] = {name: [] for name, *_ in paths}
     try:
-        for name, once, expected in (
-            ("validate", validate_once, 200),
-            ("flash_sale_refused", refused_once, 409),
-        ):
-            for i in range(2_000):  # warm-up
-                assert await once(i) == expected
-            for r in range(rounds):
+        seen = 0
+        for name, once, expected, count, warmup in paths:
+            for _ in range(warmup):
+                assert await once(seen) == expected
+                seen += 1
+            handoffs_before = HANDOFFS[0]
+            for _ in range(rounds):
                 started = time.perf_counter()
-                for i in range(requests):
-                    await once(r * requests + i)
-                results[name].append((time.perf_counter() - started) / requests * 1e6)
+                for _ in range(count):
+                    assert await once(seen) == expected
+                    seen += 1
+                results[name].append((time.perf_counter() - started) / count * 1e6)
+            handoffs[name] = (HANDOFFS[0] - handoffs_before) / (rounds * count)
     finally:
         await inbox.put({"type": "lifespan.shutdown"})
         await outbox.get()
@@ -165,17 +212,36 @@ async def run(requests: int, rounds: int) -> dict[str, list[float]]:
     return results
 
 
+# Every call aiosqlite hands to its thread and back goes through Connection._execute.
+HANDOFFS = [0]
+handoffs: dict[str, float] = {}
+_execute: Any = aiosqlite.Connection._execute
+
+
+async def _counted_execute(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    HANDOFFS[0] += 1
+    return await _execute(self, fn, *args, **kwargs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--slow-requests", type=int, default=300, help="of the database paths")
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    results = asyncio.run(run(args.requests, args.rounds))
+    aiosqlite.Connection._execute = _counted_execute  # type: ignore[method-assign]
+    results = asyncio.run(run(args.requests, args.rounds, args.slow_requests))
     for name, values in results.items():
+        count = (
+            args.slow_requests
+            if name in ("flash_sale_admitted", "list_uncached")
+            else args.requests
+        )
         print(
             f"{name}: median {statistics.median(values):.2f} us/request "
             f"(min {min(values):.2f}, max {max(values):.2f}; {args.rounds} rounds of "
-            f"{args.requests}), {1e6 / statistics.median(values):,.0f} req/s on one core",
+            f"{count}), {1e6 / statistics.median(values):,.0f} req/s on one core; "
+            f"{handoffs[name]:.1f} aiosqlite hand-offs per request",
             file=sys.stdout,
         )
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_settings, settings_env
-from tests.fixtures.processes import spawn_server
+from tests.fixtures.processes import spawn_server, wait_ready
 from tests.fixtures.servers import free_port, unavailable
 from tests.fixtures.traffic import Traffic, create_sale
 from tests.monitoring.test_deploy_files import DEPLOY, dashboard_queries
@@ -71,16 +71,7 @@ def run_prometheus(binary: str, config: Path, workdir: Path) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"prometheus exited:\n{log_path.read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"prometheus not ready:\n{log_path.read_text()}")
-            time.sleep(0.1)
+        wait_ready(process, f"{url}/-/ready", timeout=30, log=log_path.read_text)
         yield url
     finally:
         process.terminate()

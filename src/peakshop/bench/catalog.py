@@ -14,9 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -265,22 +264,17 @@ def run(options: CatalogOptions, *, settings: Settings, console: Console) -> int
     if options.json_path is not None:
         report.write_json(
             options.json_path,
-            {
-                "scenario": "catalog",
-                "command": " ".join(["peakshop", *sys.argv[1:]]),
-                "started_at": started,
-                "finished_at": report.now_iso(),
-                "machine": machine,
-                "mode": settings.mode.value,
-                "database": report.database_label(settings.database_url),
-                "products": count,
-                "options": {
-                    k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()
-                },
-                "runs": runs,
-                "targets": [t.to_dict() for t in targets],
-                "all_passed": ok,
-            },
+            report.scenario_document(
+                "catalog",
+                started=started,
+                machine=machine,
+                settings=settings,
+                options=options,
+                runs=runs,
+                targets=targets,
+                ok=ok,
+                products=count,
+            ),
         )
         console.print(f"wrote {options.json_path}")
     return 0 if ok else 1

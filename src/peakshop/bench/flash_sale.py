@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -226,21 +226,16 @@ def run(options: FlashSaleOptions, *, settings: Settings, console: Console) -> i
     if options.json_path is not None:
         report.write_json(
             options.json_path,
-            {
-                "scenario": f"flash-sale {options.scenario}",
-                "command": " ".join(["peakshop", *sys.argv[1:]]),
-                "started_at": started,
-                "finished_at": report.now_iso(),
-                "machine": machine,
-                "mode": settings.mode.value,
-                "database": report.database_label(settings.database_url),
-                "options": {
-                    k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()
-                },
-                "runs": runs,
-                "targets": [t.to_dict() for t in targets],
-                "all_passed": ok,
-            },
+            report.scenario_document(
+                f"flash-sale {options.scenario}",
+                started=started,
+                machine=machine,
+                settings=settings,
+                options=options,
+                runs=runs,
+                targets=targets,
+                ok=ok,
+            ),
         )
         console.print(f"wrote {options.json_path}")
     return 0 if ok else 1

@@ -34,7 +34,7 @@ from peakshop.bench.orchestrate import Outcome
 from peakshop.bench.orchestrate import run as orchestrate
 from peakshop.bench.profiles import Profile, Schedule, resolve
 from peakshop.bench.runner import _busy
-from peakshop.bench.servers import Server, attach, spawn_peakshop
+from peakshop.bench.servers import RssSampler, Server, attach, spawn_peakshop
 from peakshop.bench.timeline import Timeline
 from peakshop.bench.workload import Workload, arrival_profile
 from peakshop.config import Settings
@@ -189,7 +189,7 @@ def measure(
     )
     with (
         monitor,
-        server_metrics.RssSeries(server) as rss,
+        RssSampler([server]) as rss,
         live.LiveView(console, profile, timeline, max_lag_ms=options.max_lag_ms) as view,
     ):
         outcome = orchestrate(

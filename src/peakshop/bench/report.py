@@ -16,11 +16,11 @@ import os
 import platform
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import psutil
@@ -30,6 +30,9 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from peakshop.bench.loadgen import LoadResult
+
+if TYPE_CHECKING:
+    from peakshop.config import Settings
 
 PACKAGES = ("peakshop", "litestar", "granian", "msgspec", "sqlalchemy", "aiohttp", "hdrhistogram")
 PERCENTILES = (("p50", 50.0), ("p95", 95.0), ("p99", 99.0), ("p99_9", 99.9))
@@ -283,6 +286,36 @@ def print_report(
         console.print(line)
     if targets:
         console.print(targets_table(targets))
+
+
+def scenario_document(
+    scenario: str,
+    *,
+    started: str,
+    machine: dict[str, Any],
+    settings: Settings,
+    options: Any,
+    runs: list[dict[str, Any]],
+    targets: list[Target],
+    ok: bool,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The JSON report of a ``peakshop bench`` scenario: what ran, where, and its verdicts;
+    ``extra`` goes after the database."""
+    return {
+        "scenario": scenario,
+        "command": " ".join(["peakshop", *sys.argv[1:]]),
+        "started_at": started,
+        "finished_at": now_iso(),
+        "machine": machine,
+        "mode": settings.mode.value,
+        "database": database_label(settings.database_url),
+        **extra,
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
+        "runs": runs,
+        "targets": [t.to_dict() for t in targets],
+        "all_passed": ok,
+    }
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:

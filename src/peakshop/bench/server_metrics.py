@@ -23,8 +23,6 @@ from typing import Any
 
 import httpx
 
-from peakshop.bench.servers import Server
-
 HISTORY_PATH = "/api/v1/monitoring/history"
 TIME_KEYS = ("ts", "timestamp", "time", "t", "at", "captured_at")
 LIST_KEYS = ("snapshots", "history", "items", "data", "samples")
@@ -182,32 +180,6 @@ def aggregate(inside: Sequence[tuple[float, Mapping[str, Any]]]) -> dict[str, li
         lags = [v for i in items if (v := _number(i.get("event_loop_lag_ms"))) is not None]
         out["loop_lag_ms"].append(max(lags) if lags else None)
     return out
-
-
-class RssSeries:
-    """Samples a spawned server's RSS (all its processes) every ``interval`` seconds."""
-
-    def __init__(self, server: Server, *, interval: float = 1.0) -> None:
-        self.server = server
-        self.interval = interval
-        self.samples: list[tuple[float, int]] = []  # (epoch seconds, bytes)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="rss-series", daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.samples.append((time.time(), int(self.server.memory()["rss"])))
-
-    def __enter__(self) -> RssSeries:
-        if self.server.spawned:
-            self.samples.append((time.time(), int(self.server.memory()["rss"])))
-            self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
 
 
 def slope_per_minute(points: Sequence[tuple[float, float]]) -> float | None:

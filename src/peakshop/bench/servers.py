@@ -167,21 +167,28 @@ def attach(name: str, url: str) -> Server:
 
 
 class RssSampler:
-    """Samples the servers' RSS once a second during a run, to report the peak as well."""
+    """Samples the spawned servers' RSS (all their processes) once a ``interval`` during a
+    run: each server keeps its peak (``Server.memory``), and ``samples`` holds their sum over
+    time, (epoch seconds, bytes), for a memory trend."""
 
     def __init__(self, servers: list[Server], *, interval: float = 1.0) -> None:
         self._servers = [s for s in servers if s.spawned]
         self._interval = interval
+        self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
 
+    def _sample(self) -> None:
+        total = sum(int(server.memory()["rss"]) for server in self._servers)
+        self.samples.append((time.time(), total))
+
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
-            for server in self._servers:
-                server.memory()
+            self._sample()
 
     def __enter__(self) -> RssSampler:
         if self._servers:
+            self._sample()
             self._thread.start()
         return self
 

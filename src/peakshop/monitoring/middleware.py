@@ -16,6 +16,7 @@ import itertools
 import os
 import re
 import time
+from collections.abc import Callable
 
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -71,9 +72,9 @@ def _incoming_request_id(scope: Scope) -> str | None:
 
 def observe_http(app: ASGIApp, *, stats: RequestStats | None, slow_seconds: float) -> ASGIApp:
     """Wrap ``app`` (HTTP scopes only) with the request id, the metrics and the slow log;
-    without ``stats`` (monitoring turned off) with the request id and the slow log only."""
-    if stats is None:
-        return _identify_http(app, slow_seconds=slow_seconds)
+    without ``stats`` (monitoring turned off) with the request id and the slow log only.
+    What to record is chosen here, once: the per-request path checks no flag."""
+    record = _recorder(stats) if stats is not None else None
 
     async def observed(scope: Scope, receive: Receive, send: Send) -> None:
         request_id = _incoming_request_id(scope) or new_request_id()
@@ -94,19 +95,8 @@ def observe_http(app: ASGIApp, *, stats: RequestStats | None, slow_seconds: floa
             await app(scope, receive, send_observed)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("path_template")
-            method: str = scope.get("method", "GET")  # type: ignore[assignment]
-            if route not in NOT_TRAFFIC:
-                stats.record(elapsed, status)
-            if route is not None and route not in EXCLUDED_ROUTES:
-                key = (method, route, status)
-                children = _children.get(key)
-                if children is None:
-                    labels = (method, route, str(status))
-                    children = (HTTP_REQUESTS.labels(*labels), HTTP_LATENCY.labels(*labels))
-                    _children[key] = children
-                children[0].inc()
-                children[1].observe(elapsed)
+            if record is not None:
+                record(scope, status, elapsed)
             if elapsed >= slow_seconds:
                 _log_slow(scope, status, elapsed)
             REQUEST_ID.reset(token)
@@ -114,34 +104,25 @@ def observe_http(app: ASGIApp, *, stats: RequestStats | None, slow_seconds: floa
     return observed
 
 
-def _identify_http(app: ASGIApp, *, slow_seconds: float) -> ASGIApp:
-    """The request id and the slow log without any metric: what stays of the observation
-    with monitoring off (logs still carry request ids). A separate wrapper rather than a
-    flag, so that the per-request path checks nothing."""
+def _recorder(stats: RequestStats) -> Callable[[Scope, int, float], None]:
+    """The monitor's per-second numbers and the Prometheus series of one request."""
 
-    async def identified(scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = _incoming_request_id(scope) or new_request_id()
-        id_header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
-        token = REQUEST_ID.set(request_id)
-        started = time.perf_counter()
-        status = 500
+    def record(scope: Scope, status: int, elapsed: float) -> None:
+        route = scope.get("path_template")
+        method: str = scope.get("method", "GET")  # type: ignore[assignment]
+        if route not in NOT_TRAFFIC:
+            stats.record(elapsed, status)
+        if route is not None and route not in EXCLUDED_ROUTES:
+            key = (method, route, status)
+            children = _children.get(key)
+            if children is None:
+                labels = (method, route, str(status))
+                children = (HTTP_REQUESTS.labels(*labels), HTTP_LATENCY.labels(*labels))
+                _children[key] = children
+            children[0].inc()
+            children[1].observe(elapsed)
 
-        async def send_identified(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), id_header]
-            await send(message)
-
-        try:
-            await app(scope, receive, send_identified)
-        finally:
-            elapsed = time.perf_counter() - started
-            if elapsed >= slow_seconds:
-                _log_slow(scope, status, elapsed)
-            REQUEST_ID.reset(token)
-
-    return identified
+    return record
 
 
 def _log_slow(scope: Scope, status: int, elapsed: float) -> None:

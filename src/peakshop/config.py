@@ -61,6 +61,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     rate_limit_validate_per_ip: str = ""
     rate_limit_orders_per_user: str = "10/second"
     rate_limit_orders_per_ip: str = ""
+    # Scaled mode: validation's windows in Redis, shared by every API process (exact across
+    # processes, one Redis round trip per check), or in each process (the default: validation
+    # is a read served from memory, and the round trip would cost more than the read itself).
+    rate_limit_validate_shared: bool = False
     # Orders: pending orders not confirmed within the payment window are cancelled.
     payment_window_seconds: float = 900.0
     # Confirmation: "immediate", or "simulated" (a failure rate and a delay, for tests and

@@ -164,6 +164,57 @@ async def test_processes_sharing_redis_share_the_window(
     assert keys and all(key.startswith(f"{REDIS_KEY_PREFIX}:") for key in keys), keys
 
 
+@pytest.mark.redis
+@pytest.mark.parametrize("shared", [False, True])
+async def test_validation_windows_are_per_process_unless_shared(
+    redis_url: str, build: Callable[..., RateLimiter], shared: bool
+) -> None:
+    """Scaled mode: validation's windows stay in each process by default (no Redis round
+    trip per validation), so two processes admit N each; shared, they admit N together."""
+    limiters = [
+        build(
+            redis_url,
+            rate_limit_validate_per_user="5/second",
+            rate_limit_validate_shared=shared,
+        )
+        for _ in range(2)
+    ]
+    results = await asyncio.gather(
+        *(
+            accepted(limiter, "validate", user_id="browser", client_ip=None)
+            for limiter in limiters
+            for _ in range(10)
+        )
+    )
+    if shared:
+        assert sum(results) == 5
+    else:
+        assert (sum(results[:10]), sum(results[10:])) == (5, 5)
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = [key.decode() async for key in client.scan_iter(match=f"{REDIS_KEY_PREFIX}:*")]
+    finally:
+        await client.aclose()
+    assert bool(keys) == shared, keys
+
+
+async def test_per_process_validation_limit_holds_while_redis_is_away(
+    build: Callable[..., RateLimiter],
+) -> None:
+    """Only the shared windows fail open: validation's own keep limiting with Redis gone."""
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    limiter = build(
+        nowhere, rate_limit_validate_per_user="3/second", rate_limit_orders_per_user="1/second"
+    )
+    results = [await accepted(limiter, "validate", user_id="vic", client_ip=None) for _ in range(5)]
+    assert results == [True, True, True, False, False]
+    before = errors_total("orders")
+    for _ in range(3):  # the shared storage is unreachable: let through and counted
+        await limiter.check("orders", user_id="vic", client_ip=None)
+    assert errors_total("orders") == before + 3
+    assert not await accepted(limiter, "validate", user_id="vic", client_ip=None)
+
+
 # --- scopes, rules, Retry-After ----------------------------------------------------------------
 
 

@@ -11,6 +11,11 @@ which is small for the per-second limits configured here.
 Storage follows the mode: in the process (embedded: one process sees every request) or Redis
 (scaled: every API process shares the windows). In Redis the timestamps come from each API
 host's clock, so hosts need synchronised clocks (NTP) for the window to be exact across them.
+Validation is the exception in scaled mode, by default: its windows stay in each process
+(``rate_limit_validate_shared`` puts them in Redis). A validation is a read answered from
+memory in ~30 us; a Redis round trip per check cost more than the read, about a third of the
+process's validation throughput (benchmarks/compare_modes.py). Its limit guards capacity, so a
+window per process is enough: behind N processes a user gets at most N times the limit.
 """
 
 from __future__ import annotations
@@ -125,13 +130,18 @@ class RateLimiter:
         rules: Mapping[str, Limits],
         pool: BlockingConnectionPool | None = None,
         failure_backoff: float = FAILURE_BACKOFF_SECONDS,
+        local_rules: frozenset[str] = frozenset(),
     ) -> None:
+        """``local_rules`` keep their windows in this process whatever ``storage`` is."""
         self.storage = storage
-        self._strategy = MovingWindowRateLimiter(storage)
+        shared = MovingWindowRateLimiter(storage)
+        local = MovingWindowRateLimiter(InProcessStorage()) if local_rules else shared
+        self._strategies = {name: local if name in local_rules else shared for name in rules}
         self._rules = dict(rules)
         self._pool = pool
         self._failure_backoff = failure_backoff
-        self._skip_until = 0.0
+        self._skip_until = 0.0  # the shared storage failed: unchecked until then
+        self._local_rules = local_rules
         # Bound once: the series exist (at 0) from the start, and a rejection skips a lookup.
         self._rejected = {
             (name, scope): metrics.RATE_LIMITED.labels(name, scope)
@@ -148,9 +158,11 @@ class RateLimiter:
         rule = self._rules[rule_name]
         if not rule:
             return
-        if self._skip_until and time.monotonic() < self._skip_until:
+        local = rule_name in self._local_rules
+        if self._skip_until and not local and time.monotonic() < self._skip_until:
             self._errors[rule_name].inc()
             return
+        strategy = self._strategies[rule_name]
         # The narrow (per-user) limit first: a user over its own limit is refused before it
         # takes a slot of the limit it shares with everyone behind the same IP.
         for scope, item in rule:
@@ -158,9 +170,9 @@ class RateLimiter:
             if not identity:
                 continue
             try:
-                if await self._strategy.hit(item, rule_name, scope, identity):
+                if await strategy.hit(item, rule_name, scope, identity):
                     continue
-                stats = await self._strategy.get_window_stats(item, rule_name, scope, identity)
+                stats = await strategy.get_window_stats(item, rule_name, scope, identity)
             except StorageError as exc:
                 self._storage_failed(rule_name, exc)
                 return
@@ -216,7 +228,8 @@ def build_limiter(settings: Settings) -> RateLimiter:
         key_prefix=REDIS_KEY_PREFIX,
         connection_pool=pool,  # type: ignore[arg-type]
     )
-    return RateLimiter(storage=storage, rules=rules, pool=pool)
+    local = frozenset() if settings.rate_limit_validate_shared else frozenset({"validate"})
+    return RateLimiter(storage=storage, rules=rules, pool=pool, local_rules=local)
 
 
 def _storage_uri(redis_url: str) -> str:

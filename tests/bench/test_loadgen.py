@@ -50,13 +50,22 @@ class StubServer:
         assert isinstance(seen, list)
         return [body.encode() for body in seen]
 
+    def peers(self) -> list[int]:
+        """The client port of each request, in arrival order (one port per connection)."""
+        seen = self._control("peers")
+        assert isinstance(seen, list)
+        return [int(port) for port in seen]
+
 
 def _serve_stub(port: int) -> None:
     config: dict[str, Any] = {"stall_after": -1, "stall_seconds": 0.0, "status": 200}
     bodies: list[str] = []
+    peers: list[int] = []
 
     async def handle(request: web.Request) -> web.Response:
         bodies.append((await request.read()).decode())
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername")[1])
         if len(bodies) == config["stall_after"]:
             time.sleep(config["stall_seconds"])  # noqa: ASYNC251 - deliberately blocks: a stalled server
         return web.json_response({"valid": True}, status=config["status"])
@@ -68,10 +77,14 @@ def _serve_stub(port: int) -> None:
     async def seen(_: web.Request) -> web.Response:
         return web.json_response(bodies)
 
+    async def seen_peers(_: web.Request) -> web.Response:
+        return web.json_response(peers)
+
     app = web.Application()
     app.router.add_post("/api/v1/coupons/validate", handle)
     app.router.add_post("/_stub/configure", configure)
     app.router.add_get("/_stub/bodies", seen)
+    app.router.add_get("/_stub/peers", seen_peers)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, backlog=1024)
 
 
@@ -256,6 +269,19 @@ def test_two_sender_processes_split_and_merge(stub: StubServer) -> None:
     assert result.senders == 2
     assert result.sent == result.ok == result.latency.get_total_count() == 301
     assert sorted(set(stub.bodies())) == sorted(bodies)  # both strides of the body list
+
+
+def test_preconnect_opens_every_connection_before_the_clock(stub: StubServer) -> None:
+    spec = LoadSpec(
+        url=stub.url, bodies=[BODY], mode="closed", requests=300, concurrency=8, preconnect=True
+    )
+    result = senders.run(spec, procs=2)
+    assert result.sent == result.ok == result.latency.get_total_count() == 300  # timed only
+    peers = stub.peers()
+    assert len(peers) == 308  # one unmeasured request per connection first
+    warm = set(peers[:8])
+    assert len(warm) == 8  # each worker's connection opened before the shared start...
+    assert set(peers[8:]) == warm  # ...and the timed requests reused them, opening none
 
 
 def test_two_sender_processes_share_one_open_loop_schedule(stub: StubServer) -> None:

@@ -39,6 +39,9 @@ class Runner:
     ok_statuses: frozenset[int] = frozenset(range(200, 300))
     method: Literal["POST", "GET"] = "POST"
     wait_quiet: float = 0.0  # seconds to wait, before each run, for the machine to be idle
+    # Closed loop: connections opened before the clock starts (LoadSpec.preconnect); only
+    # for requests that may be repeated unmeasured (a validation, not an order).
+    preconnect: bool = False
     runs: list[dict[str, Any]] = field(default_factory=list)
 
     def measure(
@@ -68,6 +71,7 @@ class Runner:
             duration=duration,
             rate=rate,
             timeout=self.timeout,
+            preconnect=self.preconnect and mode == "closed",
         )
         waited = wait_until_quiet(timeout=self.wait_quiet) if self.wait_quiet else None
         marks: dict[str, Any] = {}

@@ -184,6 +184,7 @@ def run(options: ValidateOptions, *, settings: Settings, console: Console) -> in
         procs=options.procs,
         timeout=options.timeout,
         max_lag_ms=options.max_lag_ms,
+        preconnect=True,
         wait_quiet=options.wait_quiet
         if options.wait_quiet is not None
         else (SUITE_WAIT_QUIET if options.suite else 0.0),

@@ -6,9 +6,10 @@ and pass the connection to services, which never commit.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -17,6 +18,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from peakshop.config import Settings
+
+T = TypeVar("T")
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a real BIGINT.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -33,11 +36,13 @@ metadata = sa.MetaData(
 )
 
 
-def _configure_sqlite(engine: AsyncEngine, *, begin: str, busy_timeout_ms: int) -> None:
+def _configure_sqlite(engine: AsyncEngine | sa.Engine, *, begin: str, busy_timeout_ms: int) -> None:
     # pysqlite's own transaction handling emits a deferred BEGIN lazily; take it over so that
     # write transactions start with BEGIN IMMEDIATE (they take the write lock up front and
     # never fail with "database is locked" on upgrade from a read lock).
-    @event.listens_for(engine.sync_engine, "connect")
+    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
+    @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -47,7 +52,7 @@ def _configure_sqlite(engine: AsyncEngine, *, begin: str, busy_timeout_ms: int) 
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql(begin)
 
@@ -71,6 +76,18 @@ class Database:
             _configure_sqlite(
                 self.read_engine, begin="BEGIN", busy_timeout_ms=settings.sqlite_busy_timeout_ms
             )
+            # ``run_read``'s engine: the plain sqlite3 driver, used from worker threads.
+            self.sync_read_engine: sa.Engine | None = sa.create_engine(
+                make_url(self.url).set(drivername="sqlite+pysqlite"),
+                pool_size=4,
+                max_overflow=4,
+                connect_args={"check_same_thread": False},
+            )
+            _configure_sqlite(
+                self.sync_read_engine,
+                begin="BEGIN",
+                busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            )
         else:
             self.write_engine = create_async_engine(
                 self.url,
@@ -79,6 +96,7 @@ class Database:
                 pool_pre_ping=True,
             )
             self.read_engine = self.write_engine
+            self.sync_read_engine = None
 
     @property
     def dialect(self) -> str:
@@ -96,6 +114,25 @@ class Database:
         async with self.read_engine.connect() as conn:
             yield conn
 
+    async def run_read(self, read: Callable[[sa.Connection], T]) -> T:
+        """``read(conn)`` in a read-only transaction, with a synchronous connection.
+
+        For reads of several statements on a hot path. On SQLite the whole of ``read`` runs
+        in one worker thread with the sqlite3 driver: one hand-off from the event loop and
+        back, where aiosqlite hands every cursor, execute, fetch and close to its thread
+        and back (8 hand-offs for one product page, ~2.5 ms in-process). On PostgreSQL it
+        runs on an asyncpg connection through ``run_sync``, statement by statement."""
+        engine = self.sync_read_engine
+        if engine is None:
+            async with self.read() as conn:
+                return await conn.run_sync(read)
+
+        def in_thread() -> T:
+            with engine.connect() as conn:
+                return read(conn)
+
+        return await asyncio.to_thread(in_thread)
+
     async def ping(self) -> bool:
         try:
             async with self.read() as conn:
@@ -105,6 +142,8 @@ class Database:
         return True
 
     async def dispose(self) -> None:
+        if self.sync_read_engine is not None:
+            self.sync_read_engine.dispose()
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()

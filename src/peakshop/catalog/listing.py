@@ -18,7 +18,6 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from peakshop.catalog.models import categories, products, sellers
 from peakshop.errors import InvalidInput
@@ -117,9 +116,13 @@ def select_products() -> sa.Select[Any]:
     return sa.select(*PRODUCT_COLUMNS).select_from(JOINED)
 
 
-async def category_path(conn: AsyncConnection, category_id: int) -> str | None:
+# The listing's reads are synchronous: they run through ``Database.run_read`` (one thread
+# hand-off per page on SQLite).
+
+
+def category_path(conn: sa.Connection, category_id: int) -> str | None:
     query = sa.select(categories.c.path).where(categories.c.id == category_id)
-    return (await conn.execute(query)).scalar()
+    return conn.execute(query).scalar()
 
 
 def _where(filters: Filters, path: str | None) -> list[sa.ColumnElement[bool]]:
@@ -161,27 +164,27 @@ def _after(filters: Filters, cursor: _Cursor) -> sa.ColumnElement[bool]:
     return key > bound if filters.sort == "price_asc" else key < bound
 
 
-async def cursor_page(
-    conn: AsyncConnection, filters: Filters, *, path: str | None, cursor: str | None, limit: int
+def cursor_page(
+    conn: sa.Connection, filters: Filters, *, path: str | None, cursor: str | None, limit: int
 ) -> tuple[list[RowMapping], str | None]:
     clauses = _where(filters, path)
     if cursor:
         clauses.append(_after(filters, decode_cursor(cursor, filters)))
     query = select_products().where(*clauses).order_by(*_order(filters)).limit(limit + 1)
-    rows = list((await conn.execute(query)).mappings().all())
+    rows = list(conn.execute(query).mappings().all())
     page = rows[:limit]
     next_cursor = encode_cursor(filters, page[-1]) if len(rows) > limit and page else None
     return page, next_cursor
 
 
-async def offset_page(
-    conn: AsyncConnection, filters: Filters, *, path: str | None, page: int, limit: int
+def offset_page(
+    conn: sa.Connection, filters: Filters, *, path: str | None, page: int, limit: int
 ) -> tuple[list[RowMapping], int]:
     if not 1 <= page <= MAX_OFFSET_PAGE:
         raise InvalidInput(f"page must be between 1 and {MAX_OFFSET_PAGE}", field="page")
     clauses = _where(filters, path)
-    total = (
-        await conn.execute(sa.select(sa.func.count()).select_from(products).where(*clauses))
+    total = conn.execute(
+        sa.select(sa.func.count()).select_from(products).where(*clauses)
     ).scalar_one()
     query = (
         select_products()
@@ -190,4 +193,4 @@ async def offset_page(
         .limit(limit)
         .offset((page - 1) * limit)
     )
-    return list((await conn.execute(query)).mappings().all()), int(total)
+    return list(conn.execute(query).mappings().all()), int(total)

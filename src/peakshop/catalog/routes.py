@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import msgspec
+import sqlalchemy as sa
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
@@ -89,12 +90,12 @@ async def list_products(
     )
     key = f"products:list:{filters.digest()}:{cursor or ''}:{page or ''}:{limit}"
 
-    async def load() -> bytes:
-        async with runtime.db.read() as conn:
-            result = await service.list_products(
-                conn, filters=filters, cursor=cursor, page=page, limit=limit
-            )
+    def read(conn: sa.Connection) -> bytes:
+        result = service.list_products(conn, filters=filters, cursor=cursor, page=page, limit=limit)
         return _encoder.encode(result)
+
+    async def load() -> bytes:
+        return await runtime.db.run_read(read)
 
     body = await runtime.cache.get_or_load(key, tags=[service.LISTS, service.CATALOG], load=load)
     # The most browsed lists are asked for with the same few query strings: the next one

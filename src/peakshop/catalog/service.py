@@ -11,6 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -292,25 +293,24 @@ async def archive_product(
     return await product_out(conn, product_id), before
 
 
-async def list_products(
-    conn: AsyncConnection,
+def list_products(
+    conn: sa.Connection,
     *,
     filters: listing.Filters,
     cursor: str | None,
     page: int | None,
     limit: int,
 ) -> ProductPage:
+    """Synchronous: run it with ``Database.run_read``."""
     path = None
     if filters.category_id is not None:
-        path = await listing.category_path(conn, filters.category_id)
+        path = listing.category_path(conn, filters.category_id)
         if path is None:
             raise UnknownReference("category", filters.category_id, field="category_id")
     if page is not None:
         if cursor is not None:
             raise InvalidInput("give cursor or page, not both", field="page")
-        rows, total = await listing.offset_page(conn, filters, path=path, page=page, limit=limit)
+        rows, total = listing.offset_page(conn, filters, path=path, page=page, limit=limit)
         return ProductPage(items=products_out(rows), page=page, limit=limit, total=total)
-    rows, next_cursor = await listing.cursor_page(
-        conn, filters, path=path, cursor=cursor, limit=limit
-    )
+    rows, next_cursor = listing.cursor_page(conn, filters, path=path, cursor=cursor, limit=limit)
     return ProductPage(items=products_out(rows), next_cursor=next_cursor)

@@ -26,6 +26,7 @@ from peakshop.inventory import routes as inventory_routes
 from peakshop.jobs import routes as jobs_routes
 from peakshop.kit.asgi import decode_error_field_text, send_json
 from peakshop.monitoring import routes as monitoring_routes
+from peakshop.monitoring.fanout import keep_server_calls
 from peakshop.monitoring.logs import configure_logging
 from peakshop.monitoring.middleware import observe_http
 from peakshop.orders import routes as order_routes
@@ -109,6 +110,8 @@ class PeakshopApp(Litestar):
         if scope["type"] == ScopeType.HTTP:
             await self._observed(scope, receive, send)
             return
+        if scope["type"] == ScopeType.WEBSOCKET:
+            keep_server_calls(scope, receive, send)  # for the live events' fan-out
         await super().__call__(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -19,11 +19,15 @@ Order updates are sent for every transition up to ``PEAKSHOP_LIVE_ORDER_EVENTS_P
 per process (a flash sale confirms thousands a second; past the rate they are counted in
 ``peakshop_live_events_dropped_total{where="rate_limit"}``, not sent).
 
-Slow clients: each WebSocket client has a bounded backlog (``PEAKSHOP_WS_CLIENT_BACKLOG``
-events; what does not fit is not delivered to it). A client whose backlog overflowed and is
-still over half full ``PEAKSHOP_WS_SEND_TIMEOUT_SECONDS`` later, or whose single send takes
-longer than that, is dropped (closed with 1013): it never slows the others or the server,
-and a burst that a healthy client drains in time does not drop it.
+Receiving: one channels subscriber per process, subscribed while the process has clients
+(in scaled mode that is what the channel's subscriber count on Redis counts), relays the
+events to the process's fan-out (fanout.py), which sends each one to every client from one
+place. Slow clients: each WebSocket client has a bounded backlog
+(``PEAKSHOP_WS_CLIENT_BACKLOG`` events; what does not fit is not delivered to it). A client
+whose backlog overflowed and is still over half full ``PEAKSHOP_WS_SEND_TIMEOUT_SECONDS``
+later, or whose single send takes longer than that, is dropped (closed with 1013): it never
+slows the others or the server, and a burst that a healthy client drains in time does not
+drop it.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from litestar.channels import ChannelsPlugin, Subscriber
 from litestar.channels.backends.base import ChannelsBackend
 from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.channels.backends.redis import RedisChannelsPubSubBackend
+from litestar.types import Receive, Send
 from redis import asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -49,6 +54,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from peakshop.config import Settings
 from peakshop.inventory import repository as inventory_repository
 from peakshop.monitoring import metrics
+from peakshop.monitoring.fanout import ConnectedClient, FanOut
 from peakshop.monitoring.schemas import Event, EventType, OrderUpdate, SaleStock
 
 if TYPE_CHECKING:
@@ -58,6 +64,7 @@ log = structlog.get_logger(__name__)
 
 CHANNEL = "peakshop:live"
 OUTBOX_LIMIT = 10_000  # frames waiting for the backend; past it the oldest are dropped
+RELAY_LIMIT = 10_000  # frames received and waiting for the fan-out; past it they are dropped
 PUBLISH_BATCH = 500
 INVENTORY_FLUSH_SECONDS = 0.1  # at most ten inventory updates a second per sale
 LISTENERS_CHECK_SECONDS = 1.0
@@ -70,19 +77,15 @@ def encode_event(event_type: EventType, data: Any, at: datetime | None = None) -
     return _encode(Event(type=event_type, at=at or datetime.now(UTC), data=data))
 
 
-class DroppingSubscriber(Subscriber):
-    """A subscriber that flags an overflow of its backlog (the WebSocket handler then drops
-    the client unless it catches up); ending the subscription never waits on a full one."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.overflowed = asyncio.Event()
+class RelaySubscriber(Subscriber):
+    """The process's one subscriber: counts what its bounded stream could not take (the
+    fan-out drains it at once, so only a starved event loop fills it), and ending the
+    subscription never waits on a full one."""
 
     def put_nowait(self, item: bytes | None) -> bool:
         if super().put_nowait(item):
             return True
-        metrics.LIVE_DROPPED_BACKLOG.inc()
-        self.overflowed.set()
+        metrics.LIVE_DROPPED_RELAY.inc()
         return False
 
     async def put(self, item: bytes | None) -> None:
@@ -140,14 +143,18 @@ class LiveEvents:
         self.plugin = ChannelsPlugin(
             backend,
             arbitrary_channels_allowed=True,  # subscribed on Redis only while clients are here
-            subscriber_max_backlog=settings.ws_client_backlog,
+            subscriber_max_backlog=RELAY_LIMIT,
             subscriber_backlog_strategy="backoff",
-            subscriber_class=DroppingSubscriber,
+            subscriber_class=RelaySubscriber,
         )
+        self.fanout = FanOut(
+            backlog=settings.ws_client_backlog, send_timeout=settings.ws_send_timeout_seconds
+        )
+        self._relay: tuple[Subscriber, asyncio.Task[None]] | None = None
+        self._subscription = asyncio.Lock()
         # Off: never started, so every publish returns at its first check and the WebSocket
         # refuses clients (routes.py).
         self.enabled = settings.monitoring_enabled
-        self.local_clients = 0
         self._remote_listeners = 0
         # Order updates per process and second: a dashboard watches a feed, it cannot read
         # ten thousand lines a second, and every event costs each API process and client.
@@ -159,10 +166,13 @@ class LiveEvents:
         self._dirty_sales: set[int] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
-        self.closing = asyncio.Event()  # set at shutdown: the WebSocket handlers close
         self._failures_logged_at = 0.0
 
     # --- publishing (never waits) -----------------------------------------------------------
+
+    @property
+    def local_clients(self) -> int:
+        return len(self.fanout.clients)
 
     @property
     def listening(self) -> bool:
@@ -203,18 +213,40 @@ class LiveEvents:
     # --- subscribing (the WebSocket handler) -------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[DroppingSubscriber]:
-        subscriber = await self.plugin.subscribe(CHANNEL)
-        assert isinstance(subscriber, DroppingSubscriber)
-        self.local_clients += 1
+    async def connect(self, receive: Receive, send: Send) -> AsyncIterator[ConnectedClient]:
+        """A WebSocket joins the fan-out until the block ends; ``client.ended`` says when and
+        why it is over (it left, it was too slow, the server shuts down)."""
+        client = self.fanout.connect(receive, send)
         metrics.LIVE_CLIENTS.inc()
         try:
-            yield subscriber
+            if self._started:
+                await self._follow_clients()
+            yield client
         finally:
-            self.local_clients -= 1
+            self.fanout.disconnect(client)
             metrics.LIVE_CLIENTS.dec()
             with contextlib.suppress(Exception):  # Redis gone: nothing to unsubscribe from
+                await self._follow_clients()
+
+    async def _follow_clients(self) -> None:
+        """Subscribed to the channel while this process has clients, not otherwise."""
+        async with self._subscription:
+            if self.fanout.clients and self._relay is None and self._started:
+                subscriber = await self.plugin.subscribe(CHANNEL)
+                relay = asyncio.create_task(self._relay_forever(subscriber), name="live-relay")
+                self._relay = (subscriber, relay)
+            elif not self.fanout.clients and self._relay is not None:
+                subscriber, relay = self._relay
+                self._relay = None
+                relay.cancel()
                 await self.plugin.unsubscribe(subscriber, CHANNEL)
+
+    async def _relay_forever(self, subscriber: Subscriber) -> None:
+        async for frame in subscriber.iter_events():
+            try:
+                await self.fanout.deliver(frame)
+            except Exception as exc:  # one bad frame must not silence every dashboard
+                self._log_failure("live_events_relay_failed", exc)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -226,6 +258,7 @@ class LiveEvents:
         self._tasks = [
             asyncio.create_task(self._publish_forever(), name="live-events-publish"),
             asyncio.create_task(self._flush_inventory_forever(), name="live-events-inventory"),
+            asyncio.create_task(self.fanout.watch_forever(), name="live-events-watchdog"),
         ]
         if isinstance(self.backend, RedisBackend):
             self._tasks.append(
@@ -234,7 +267,10 @@ class LiveEvents:
 
     async def stop(self) -> None:
         self._started = False
-        self.closing.set()
+        self.fanout.close_all()  # the WebSocket handlers close their sockets (1001)
+        if self._relay is not None:
+            self._tasks.append(self._relay[1])  # its subscription ends with the plugin
+            self._relay = None
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

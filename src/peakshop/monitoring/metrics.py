@@ -203,12 +203,14 @@ LIVE_EVENTS_BY_TYPE = {
 LIVE_EVENTS_DROPPED = Counter(
     "peakshop_live_events_dropped_total",
     "Live events not delivered, by where: outbox (full, or the broadcast failed), rate_limit "
-    "(order updates past the per-process rate), client_backlog (a client's backlog was full).",
+    "(order updates past the per-process rate), relay (received while the process's fan-out "
+    "was 10,000 behind), client_backlog (a client's backlog was full).",
     ["where"],
 )
 LIVE_DROPPED_OUTBOX = LIVE_EVENTS_DROPPED.labels("outbox")
 LIVE_DROPPED_RATE = LIVE_EVENTS_DROPPED.labels("rate_limit")
 LIVE_DROPPED_BACKLOG = LIVE_EVENTS_DROPPED.labels("client_backlog")
+LIVE_DROPPED_RELAY = LIVE_EVENTS_DROPPED.labels("relay")
 
 # --- flash sales (sampled from the system of record every second by the monitor) -----------
 

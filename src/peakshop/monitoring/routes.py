@@ -20,10 +20,9 @@ from litestar.response import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from peakshop.auth import admin_guard
-from peakshop.config import Settings
 from peakshop.errors import Conflict, NotFound, Unavailable
 from peakshop.monitoring import dashboard, metrics
-from peakshop.monitoring.live import DroppingSubscriber
+from peakshop.monitoring.fanout import CLOSING, DISCONNECTED, server_calls
 from peakshop.monitoring.schemas import (
     AlertsOut,
     BenchmarkOut,
@@ -219,61 +218,19 @@ async def monitoring_events(socket: WebSocket) -> None:  # type: ignore[type-arg
     if not runtime.live.enabled:
         await socket.close(code=CLOSE_MONITORING_OFF, reason="monitoring is turned off")
         return
-    async with runtime.live.subscribe() as subscriber:
-        sender = asyncio.create_task(_send_events(socket, subscriber, settings))
-        receiver = asyncio.create_task(_until_disconnected(socket))
-        overflow = asyncio.create_task(_until_left_behind(subscriber, settings))
-        closing = asyncio.create_task(runtime.live.closing.wait())
-        tasks = {sender, receiver, overflow, closing}
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
-        if receiver in done:
-            return
-        if closing in done:
-            await _close(socket, CLOSE_GOING_AWAY, "server shutting down")
-            return
-        reason = "backlog" if overflow in done else "send_timeout"
-        metrics.LIVE_CLIENTS_DROPPED.labels(reason).inc()
-        log.warning("live_client_dropped", reason=reason, client=_client(socket))
-        await _close(socket, CLOSE_TOO_SLOW, f"too slow ({reason}): reconnect")
-
-
-async def _send_events(
-    socket: WebSocket,  # type: ignore[type-arg]
-    subscriber: DroppingSubscriber,
-    settings: Settings,
-) -> None:
-    """Forward the events; returns when a single send took longer than the timeout."""
-    timeout = settings.ws_send_timeout_seconds
-    async for frame in subscriber.iter_events():
-        try:
-            async with asyncio.timeout(timeout):
-                await socket.send_text(frame.decode())
-        except TimeoutError:
-            return
-
-
-async def _until_left_behind(subscriber: DroppingSubscriber, settings: Settings) -> None:
-    """Returns when the client's backlog overflowed and did not drain (under half full)
-    within the send timeout: it is not keeping up. A burst it drains in time is forgiven."""
-    while True:
-        await subscriber.overflowed.wait()
-        await asyncio.sleep(settings.ws_send_timeout_seconds)
-        if subscriber.qsize > settings.ws_client_backlog // 2:
-            return
-        subscriber.overflowed.clear()
-
-
-async def _until_disconnected(socket: WebSocket) -> None:  # type: ignore[type-arg]
-    """Messages from the client are ignored (the stream is one-way)."""
-    while (await socket.receive())["type"] != "websocket.disconnect":
-        continue
+    # The events go out through the process's fan-out (fanout.py), from the server's own
+    # calls: this handler only waits for the end of the connection, and closes it.
+    receive, send = server_calls(socket.scope, socket.receive, socket.send)
+    async with runtime.live.connect(receive, send) as client:
+        reason = await client.ended
+    if reason == DISCONNECTED:
+        return
+    if reason == CLOSING:
+        await _close(socket, CLOSE_GOING_AWAY, "server shutting down")
+        return
+    metrics.LIVE_CLIENTS_DROPPED.labels(reason).inc()
+    log.warning("live_client_dropped", reason=reason, client=_client(socket))
+    await _close(socket, CLOSE_TOO_SLOW, f"too slow ({reason}): reconnect")
 
 
 async def _close(socket: WebSocket, code: int, reason: str) -> None:  # type: ignore[type-arg]

@@ -36,7 +36,9 @@ metadata = sa.MetaData(
 )
 
 
-def _configure_sqlite(engine: AsyncEngine | sa.Engine, *, begin: str, busy_timeout_ms: int) -> None:
+def _configure_sqlite(
+    engine: AsyncEngine | sa.Engine, *, begin: str, busy_timeout_ms: int, cache_mib: int = 0
+) -> None:
     # pysqlite's own transaction handling emits a deferred BEGIN lazily; take it over so that
     # write transactions start with BEGIN IMMEDIATE (they take the write lock up front and
     # never fail with "database is locked" on upgrade from a read lock).
@@ -50,6 +52,8 @@ def _configure_sqlite(engine: AsyncEngine | sa.Engine, *, begin: str, busy_timeo
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if cache_mib:
+            cursor.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")  # negative: KiB
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")
@@ -72,6 +76,7 @@ class Database:
                 self.write_engine,
                 begin="BEGIN IMMEDIATE",
                 busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+                cache_mib=settings.sqlite_write_cache_mib,
             )
             _configure_sqlite(
                 self.read_engine, begin="BEGIN", busy_timeout_ms=settings.sqlite_busy_timeout_ms

@@ -14,6 +14,11 @@ from peakshop.jobs import repository
 from peakshop.jobs.queue import Delivery, JobMessage
 
 POLL_INTERVAL = 0.5  # seconds: due retries and jobs of other processes are found this fast
+# A poll that finds fewer rows than asked waits this long once and looks again, so that jobs
+# arriving in a flood (a flash sale's group commits every few ms) are worked in batches of
+# up to ``count``, not a few at a time: each batch costs a dozen statements whatever its
+# size, and with batches of a few orders the worker took ~0.9 ms of CPU per order.
+LINGER_SECONDS = 0.05
 
 
 class SqlJobQueue:
@@ -39,12 +44,17 @@ class SqlJobQueue:
 
     async def receive(self, *, consumer: str, count: int, wait: float) -> list[Delivery]:
         deadline = time.monotonic() + wait
+        lingered = False
         while True:
             self._wake.clear()
             async with self._db.read() as conn:
                 rows = await repository.due_jobs(
                     conn, now=time.time(), limit=count, exclude=self._in_flight
                 )
+            if rows and len(rows) < count and not lingered:
+                lingered = True
+                await asyncio.sleep(LINGER_SECONDS)
+                continue
             if rows:
                 deliveries = [
                     Delivery(message=repository.message_of(row), receipt=row["id"]) for row in rows

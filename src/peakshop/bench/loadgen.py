@@ -238,16 +238,8 @@ class _Sender:
         default). Failures (other statuses, errors by kind) are counted, and only successes
         are timed: a fast 401 or 503 must not pass for a fast answer."""
         self.sent += 1
-        spec = self.spec
-        body = spec.bodies[index]
-        headers = None if spec.body_headers is None else spec.body_headers[index]
         try:
-            request = (
-                self.session.get(self.urls[index], headers=headers)
-                if self.urls
-                else self.session.post(self.url, data=body, headers=headers)
-            )
-            async with request as response:
+            async with self._request(index) as response:
                 await response.read()
                 status = response.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -255,26 +247,27 @@ class _Sender:
             self.errors[kind] = self.errors.get(kind, 0) + 1
             return False
         self.statuses[status] = self.statuses.get(status, 0) + 1
-        return status in spec.ok_statuses
+        return status in self.spec.ok_statuses
+
+    def _request(self, index: int) -> Any:
+        """Body (or path) ``index`` with its headers, not yet sent."""
+        spec = self.spec
+        headers = None if spec.body_headers is None else spec.body_headers[index]
+        if self.urls:
+            return self.session.get(self.urls[index], headers=headers)
+        return self.session.post(self.url, data=spec.bodies[index], headers=headers)
 
     async def preconnect(self) -> None:
         """One unmeasured request per worker, all at once: the connector then holds one open
         connection per worker (its limit is the concurrency), reused by the timed loop."""
-        spec = self.spec
-        count = len(spec.bodies)
+        count = len(self.spec.bodies)
 
         async def warm(index: int) -> None:
-            body = spec.bodies[index % count]
-            request = (
-                self.session.get(self.urls[index % count])
-                if self.urls
-                else self.session.post(self.url, data=body)
-            )
             with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError):
-                async with request as response:
+                async with self._request(index % count) as response:
                     await response.read()
 
-        await asyncio.gather(*(warm(i) for i in range(spec.concurrency)))
+        await asyncio.gather(*(warm(i) for i in range(self.spec.concurrency)))
 
     async def closed_loop(self) -> None:
         spec = self.spec

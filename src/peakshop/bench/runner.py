@@ -71,7 +71,7 @@ class Runner:
             duration=duration,
             rate=rate,
             timeout=self.timeout,
-            preconnect=self.preconnect and mode == "closed",
+            preconnect=self.preconnect,  # closed loop only (LoadSpec)
         )
         waited = wait_until_quiet(timeout=self.wait_quiet) if self.wait_quiet else None
         marks: dict[str, Any] = {}

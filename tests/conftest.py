@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from peakshop import migrate
 from peakshop.app import create_app
 from peakshop.config import RATE_LIMIT_FIELDS, Settings, load_settings
+from peakshop.db import log_database_path
 from tests.fixtures.servers import throwaway_postgres, throwaway_redis, unavailable
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -142,6 +143,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
     path = tmp_path / "peakshop.db"
     shutil.copyfile(sqlite_template, path)
+    shutil.copyfile(log_database_path(str(sqlite_template)), log_database_path(str(path)))
     return f"sqlite+aiosqlite:///{path}"
 
 

@@ -55,6 +55,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # million rows nearly every insert missed the cache and read its pages back.
     sqlite_write_cache_mib: int = 64
     db_pool_size: int = 10
+    # How long a Python thread may hold the GIL while another waits for it (CPython's default
+    # is 5 ms). The event loop shares the GIL with the threads that write the validation log
+    # and read catalog pages; at 5 ms each such write could stall the loop for 5 ms, which was
+    # the open-loop P99 of validation (see the README's Performance section).
+    gil_switch_interval_ms: float = 0.5
     # Safety net for coupon index invalidation in scaled mode (pub/sub is the fast path).
     coupon_index_refresh_seconds: float = 30.0
     migrate_on_start: bool | None = None  # None: only in embedded mode
@@ -213,6 +218,8 @@ def _check(settings: Settings) -> None:
         raise SettingsError("validation log batch size and buffer must be positive")
     if settings.validation_log_flush_interval <= 0 or settings.validation_log_flush_attempts < 1:
         raise SettingsError("validation log flush interval and attempts must be positive")
+    if not 0 < settings.gil_switch_interval_ms <= 100:
+        raise SettingsError("PEAKSHOP_GIL_SWITCH_INTERVAL_MS must be in (0, 100]")
     _check_rate_limits(settings)
     _check_orders(settings)
     _check_background_jobs(settings)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import sys
 import time
 from typing import Any
 
@@ -83,6 +84,9 @@ class Runtime:
     async def start(self) -> None:
         if self.settings.should_migrate_on_start:
             await migrate.upgrade_async(self.settings)
+        if self.db.is_sqlite:
+            # The log file is not Alembic's (see Database): a new or removed one is made here.
+            await self.db.run_log_write(coupon_repository.create_validation_log_table)
         await self.coupon_index.start()  # subscribes before the broadcast connects
         await self.state.start()
         await self.cache.start()
@@ -104,6 +108,7 @@ class Runtime:
         # (~30 ms with the event loop stopped, seen in the open-loop tail latency).
         gc.collect()
         gc.freeze()
+        sys.setswitchinterval(self.settings.gil_switch_interval_ms / 1000)
         log.info("peakshop_started", mode=self.settings.mode.value, coupons=len(self.coupon_index))
 
     @property

@@ -201,14 +201,15 @@ async def test_reset_replaces_everything(seed_settings: Settings) -> None:
     stamp = "2026-01-01 00:00:00" if seed_settings.is_sqlite else "2026-01-01T00:00:00Z"
     db = Database(seed_settings)
     try:
-        async with db.write() as conn:
-            await conn.execute(
+        await db.run_log_write(
+            lambda conn: conn.execute(
                 sa.text(
                     "INSERT INTO validation_logs (code, user_id, order_total_cents, valid, reason,"
                     " discount_cents, latency_us, created_at) VALUES ('X', 'u', 1, false, NULL,"
                     f" 0, 1, '{stamp}')"
                 )
             )
+        )
     finally:
         await db.dispose()
     report = await seed(seed_settings, reset=True)

@@ -11,10 +11,9 @@ from typing import Any, TypeVar
 import httpx
 import sqlalchemy as sa
 from litestar.testing import AsyncTestClient
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
 from peakshop.config import Settings
+from peakshop.db import Database
 from tests.conftest import ADMIN, SERVICE
 
 T = TypeVar("T")
@@ -90,26 +89,27 @@ async def wait_until(condition: Callable[[], bool], *, within: float = 5.0) -> N
 
 
 async def count_rows(settings: Settings, table: str, **where: Any) -> int:
-    """Rows in a table, read with a connection of our own (not the app's)."""
-    engine = create_async_engine(settings.database_url, poolclass=NullPool)
+    """Rows in a table, read with a connection of our own (not the app's); a ``Database`` of
+    our own, because on SQLite the validation log is in a file its read connections attach."""
+    db = Database(settings)
     try:
         query = sa.select(sa.func.count()).select_from(sa.table(table))
         for column, value in where.items():
             query = query.where(sa.column(column) == value)
-        async with engine.connect() as conn:
+        async with db.read() as conn:
             return int((await conn.execute(query)).scalar_one())
     finally:
-        await engine.dispose()
+        await db.dispose()
 
 
 async def fetch_rows(settings: Settings, table: str) -> list[dict[str, Any]]:
-    engine = create_async_engine(settings.database_url, poolclass=NullPool)
+    db = Database(settings)
     try:
-        async with engine.connect() as conn:
+        async with db.read() as conn:
             result = await conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY id"))
             return [dict(row) for row in result.mappings()]
     finally:
-        await engine.dispose()
+        await db.dispose()
 
 
 def metric(text: str, name: str, **labels: str) -> float:

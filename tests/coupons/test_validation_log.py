@@ -26,7 +26,7 @@ from peakshop.coupons.tasks import (
     build_validation_log,
     replay_dead_letters,
 )
-from peakshop.db import Database
+from peakshop.db import Database, log_database_path
 from peakshop.kit.batch_writer import MAX_BATCH, BatchWriter
 from tests.conftest import ADMIN, make_settings, settings_env
 from tests.coupons.support import (
@@ -345,8 +345,9 @@ async def test_app_buffer_overflow_is_dropped_and_counted(sqlite_url: str, tmp_p
 # --- the database unavailable: retries, dead letters, replay -----------------------------------
 
 
-def sqlite_path(settings: Settings) -> str:
-    return settings.database_url.split("///", 1)[1]
+def log_file(settings: Settings) -> str:
+    """The SQLite file the validation log is written to (beside the shop's)."""
+    return log_database_path(settings.database_url.split("///", 1)[1])
 
 
 @contextmanager
@@ -412,7 +413,7 @@ def stored(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 @pytest.fixture
 def locked_db_settings(sqlite_url: str, tmp_path: Path) -> Settings:
     # WAL, as the app leaves every database it has opened (WAL mode persists in the file).
-    conn = sqlite3.connect(sqlite_url.split("///", 1)[1])
+    conn = sqlite3.connect(log_database_path(sqlite_url.split("///", 1)[1]))
     assert conn.execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)
     conn.close()
     return make_settings(
@@ -437,7 +438,7 @@ async def test_locked_sqlite_dead_letters_then_cli_replay_inserts(
         validation_record(order_total_cents=1, discount_cents=1, latency_us=0),
     ]
     try:
-        with write_locked(sqlite_path(settings)):
+        with write_locked(log_file(settings)):
             for record in records:
                 assert writer.emit(record)
             await writer.flush()
@@ -482,7 +483,7 @@ async def test_locked_sqlite_then_released_is_written_on_a_retry(
     writer = build_validation_log(settings, db)
     records = [validation_record() for _ in range(4)]
     try:
-        lock = write_locked(sqlite_path(settings))
+        lock = write_locked(log_file(settings))
         lock.__enter__()
         try:
             for record in records:
@@ -543,7 +544,7 @@ async def test_failed_replay_can_be_run_again_without_duplicates(
     append_dead_letters(path, first)
     db = Database(settings)
     try:
-        with write_locked(sqlite_path(settings)), pytest.raises(Exception, match="locked"):
+        with write_locked(log_file(settings)), pytest.raises(Exception, match="locked"):
             await replay_dead_letters(db, path)
         # The claimed file survives the failure; new dead letters go to a fresh file.
         later = [validation_record()]

@@ -15,6 +15,7 @@ import asyncpg
 from rich.progress import Progress, TaskID
 
 from peakshop.bench.seed_data import DAY, EMAIL_DOMAIN, CouponSet, signup_offsets, user_id
+from peakshop.db import LOGS_SCHEMA, log_database_path
 
 USER_COLUMNS = ("id", "email", "created_at")
 COUPON_COLUMNS = (
@@ -188,6 +189,8 @@ def write_sqlite(path: str, plan: Plan, tracker: Tracker) -> bool:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
+        # The validation log's file (see peakshop.db.Database), emptied by --reset.
+        conn.execute(f"ATTACH DATABASE ? AS {LOGS_SCHEMA}", (log_database_path(path),))
         conn.execute("BEGIN IMMEDIATE")
         try:
             if not _sqlite_prepare(conn, plan, tracker):

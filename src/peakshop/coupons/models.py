@@ -89,7 +89,6 @@ validation_logs = sa.Table(
     sa.Column("discount_cents", sa.BigInteger, nullable=False),
     sa.Column("latency_us", sa.Integer, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
-    sa.Index("ix_validation_logs_code_created", "code", "created_at"),
     sa.Index("ix_validation_logs_code_id", "code", "id"),
     sa.Index("ix_validation_logs_user_id", "user_id", "id"),
     sa.Index("ix_validation_logs_created", "created_at"),

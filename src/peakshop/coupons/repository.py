@@ -173,8 +173,14 @@ async def delete_usage(conn: AsyncConnection, coupon_id: int, order_id: str) -> 
     return str(user_id)
 
 
-async def insert_validation_logs(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    await conn.execute(sa.insert(validation_logs), rows)
+def create_validation_log_table(conn: sa.Connection) -> None:
+    """The log file's schema on SQLite (see ``Database``); on PostgreSQL the migrations made it."""
+    validation_logs.create(conn, checkfirst=True)
+
+
+def insert_validation_logs(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Synchronous: called through ``Database.run_log_write``."""
+    conn.execute(sa.insert(validation_logs), rows)
 
 
 async def outcome_counts(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from datetime import datetime
 from pathlib import Path
 
 import msgspec
+import sqlalchemy as sa
 
 from peakshop.config import Settings
 from peakshop.coupons import repository
@@ -52,9 +54,13 @@ def build_validation_log(settings: Settings, db: Database) -> BatchWriter[Valida
 
 
 async def insert_records(db: Database, batch: list[ValidationLogRecord]) -> None:
-    rows = [msgspec.structs.asdict(record) for record in batch]
-    async with db.write() as conn:
-        await repository.insert_validation_logs(conn, rows)
+    await db.run_log_write(functools.partial(_insert, records=batch, chunk_size=len(batch)))
+
+
+def _insert(conn: sa.Connection, *, records: list[ValidationLogRecord], chunk_size: int) -> None:
+    for start in range(0, len(records), max(1, chunk_size)):
+        chunk = records[start : start + chunk_size]
+        repository.insert_validation_logs(conn, [msgspec.structs.asdict(r) for r in chunk])
 
 
 def append_dead_letters(path: Path, batch: list[ValidationLogRecord]) -> None:
@@ -82,16 +88,13 @@ async def replay_dead_letters(db: Database, path: Path, *, batch_size: int = 1_0
     """
     claimed = path.with_name(path.name + ".replaying")
     replayed = 0
+    if db.is_sqlite:  # the log file may be new (see Database)
+        await db.run_log_write(repository.create_validation_log_table)
     for _ in range(2):  # a claim left by an interrupted replay first, then the current file
         records = await asyncio.to_thread(_claim, path, claimed)
         if records is None:
             break
-        async with db.write() as conn:
-            for start in range(0, len(records), batch_size):
-                chunk = records[start : start + batch_size]
-                await repository.insert_validation_logs(
-                    conn, [msgspec.structs.asdict(record) for record in chunk]
-                )
+        await db.run_log_write(functools.partial(_insert, records=records, chunk_size=batch_size))
         await asyncio.to_thread(claimed.unlink)
         replayed += len(records)
     return replayed

@@ -40,6 +40,9 @@ metadata = sa.MetaData(
 )
 
 
+# SQLAlchemy's SQLite DateTime stores (and parses back) exactly this text, in UTC; SQL
+# comparisons on the column are text comparisons, so the format must match to the character.
+SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 # The schema name under which SQLite read connections see the log file (see Database).
 LOGS_SCHEMA = "logs"
 

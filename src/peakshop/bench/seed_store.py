@@ -15,7 +15,7 @@ import asyncpg
 from rich.progress import Progress, TaskID
 
 from peakshop.bench.seed_data import DAY, EMAIL_DOMAIN, CouponSet, signup_offsets, user_id
-from peakshop.db import LOGS_SCHEMA, log_database_path
+from peakshop.db import LOGS_SCHEMA, SQLITE_TIME_FORMAT, log_database_path
 
 USER_COLUMNS = ("id", "email", "created_at")
 COUPON_COLUMNS = (
@@ -48,9 +48,6 @@ USER_USAGE_COLUMNS = ("coupon_id", "user_id", "count")
 # Children first, so that emptying them never trips a foreign key.
 TABLES = ("validation_logs", "coupon_usage", "coupon_user_usage", "coupons", "users")
 CATALOG_TABLES = ("categories", "sellers", "products", "orders", "order_items", "sales_daily")
-# SQLAlchemy's SQLite DateTime stores (and parses back) exactly this text, in UTC; SQL
-# comparisons on the column are text comparisons, so the format must match to the character.
-SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 if TYPE_CHECKING:
     from peakshop.bench.seed_catalog_store import CatalogPlan

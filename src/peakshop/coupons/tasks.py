@@ -28,6 +28,8 @@ class ValidationLogRecord(msgspec.Struct, frozen=True):
     created_at: datetime
 
 
+# Records go to the database as tuples in the repository's column order.
+assert ValidationLogRecord.__struct_fields__ == repository.LOG_COLUMNS
 _encoder = msgspec.json.Encoder()
 _line_decoder = msgspec.json.Decoder(ValidationLogRecord)
 
@@ -60,7 +62,7 @@ async def insert_records(db: Database, batch: list[ValidationLogRecord]) -> None
 def _insert(conn: sa.Connection, *, records: list[ValidationLogRecord], chunk_size: int) -> None:
     for start in range(0, len(records), max(1, chunk_size)):
         chunk = records[start : start + chunk_size]
-        repository.insert_validation_logs(conn, [msgspec.structs.asdict(r) for r in chunk])
+        repository.insert_validation_logs(conn, [msgspec.structs.astuple(r) for r in chunk])
 
 
 def append_dead_letters(path: Path, batch: list[ValidationLogRecord]) -> None:

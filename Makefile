@@ -51,4 +51,4 @@ bench: install
 	$(VENV)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
-	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache peakshop.db peakshop.db-* var
+	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache peakshop.db peakshop.db-* peakshop.logs.db peakshop.logs.db-* var

@@ -7,10 +7,7 @@ and pass the connection to services, which never commit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from peakshop.config import Settings
+from peakshop.kit.sqlite_writer import SqliteWriterProcess
 
 T = TypeVar("T")
 
@@ -40,9 +38,6 @@ metadata = sa.MetaData(
 )
 
 
-# SQLAlchemy's SQLite DateTime stores (and parses back) exactly this text, in UTC; SQL
-# comparisons on the column are text comparisons, so the format must match to the character.
-SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 # The schema name under which SQLite read connections see the log file (see Database).
 LOGS_SCHEMA = "logs"
 
@@ -65,16 +60,6 @@ def sqlite_log_engine(log_path: str, *, busy_timeout_ms: int, cache_mib: int) ->
         engine, begin="BEGIN IMMEDIATE", busy_timeout_ms=busy_timeout_ms, cache_mib=cache_mib
     )
     return engine
-
-
-def _yield_cpu_to_requests() -> None:
-    """Run the calling thread only on CPU time nothing else wants (Linux ``SCHED_IDLE``).
-
-    The log writer's SQLite work (a few ms of CPU per batch, mostly index pages) otherwise
-    preempts the event loop's thread or a neighbour for that long, ten times a second at
-    1,000 validations/s: that was the open-loop P99 of validation."""
-    with contextlib.suppress(AttributeError, OSError):  # not Linux: the normal policy
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def _configure_sqlite(
@@ -113,26 +98,26 @@ class Database:
     """One engine for writes and one for reads (the same one on PostgreSQL).
 
     On SQLite the append-only logs (the validation log) live in a second file beside the
-    shop's, ``<name>.logs.db``, written by one thread of its own at idle CPU priority
-    (``run_log_write``). SQLite has one writer per file: in the shop's file a log batch would
-    hold the write lock that redemptions and orders need, and a writer at idle priority
-    holding that lock could stall them behind any other busy process. Read connections
-    attach the log file, so queries name ``validation_logs`` as on PostgreSQL."""
+    shop's, ``<name>.logs.db``, whose batches a child process writes at idle CPU priority
+    (``log_writer``, see kit/sqlite_writer.py). SQLite has one writer per file: in the shop's
+    file a log batch would hold the write lock that redemptions and orders need, and a writer
+    at idle priority holding that lock could stall them behind any other busy process. Read
+    connections attach the log file, so queries name ``validation_logs`` as on PostgreSQL."""
 
     def __init__(self, settings: Settings) -> None:
         self.url = settings.database_url
         self.is_sqlite = settings.is_sqlite
         self.log_engine: sa.Engine | None = None
-        self._log_thread: ThreadPoolExecutor | None = None
+        self.log_writer: SqliteWriterProcess | None = None
         if self.is_sqlite:
             self.log_path = log_database_path(make_url(self.url).database or "peakshop.db")
             self.log_engine = sqlite_log_engine(
+                self.log_path, busy_timeout_ms=settings.sqlite_busy_timeout_ms, cache_mib=0
+            )
+            self.log_writer = SqliteWriterProcess(
                 self.log_path,
                 busy_timeout_ms=settings.sqlite_busy_timeout_ms,
                 cache_mib=settings.sqlite_write_cache_mib,
-            )
-            self._log_thread = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="log-writer", initializer=_yield_cpu_to_requests
             )
             # SQLite has one writer at a time: a single pooled write connection queues writers
             # inside the process instead of spinning on the busy timeout.
@@ -208,13 +193,13 @@ class Database:
         return await asyncio.to_thread(in_thread)
 
     async def run_log_write(self, write: Callable[[sa.Connection], T]) -> T:
-        """``write(conn)`` in a write transaction of the log store (see the class).
+        """``write(conn)`` in a write transaction of the log store (see the class), for its
+        occasional writes (its table, replays); batches go through ``log_writer``.
 
-        On SQLite: the log file, in the log-writer thread, with the sqlite3 driver (the rows
-        are bound off the event loop too). On PostgreSQL: the shop's database through
-        ``run_sync``, where concurrent writers do not wait for each other."""
-        engine, thread = self.log_engine, self._log_thread
-        if engine is None or thread is None:
+        On SQLite: the log file, in a worker thread, with the sqlite3 driver. On PostgreSQL:
+        the shop's database through ``run_sync``."""
+        engine = self.log_engine
+        if engine is None:
             async with self.write() as conn:
                 return await conn.run_sync(write)
 
@@ -222,7 +207,7 @@ class Database:
             with engine.begin() as conn:
                 return write(conn)
 
-        return await asyncio.get_running_loop().run_in_executor(thread, in_thread)
+        return await asyncio.to_thread(in_thread)
 
     async def ping(self) -> bool:
         try:
@@ -233,8 +218,8 @@ class Database:
         return True
 
     async def dispose(self) -> None:
-        if self._log_thread is not None:
-            self._log_thread.shutdown(wait=True)
+        if self.log_writer is not None:
+            await self.log_writer.close()
         for sync_engine in (self.sync_read_engine, self.log_engine):
             if sync_engine is not None:
                 sync_engine.dispose()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sqlite3
 import sys
 import threading
@@ -19,10 +20,11 @@ from litestar.testing import AsyncTestClient
 
 from peakshop import migrate
 from peakshop.app import create_app
+from peakshop.coupons.tasks import build_validation_log
 from peakshop.db import Database, log_database_path
 from tests.conftest import make_settings
-from tests.coupons.support import create_coupon, redeem
-from tests.fixtures.factories import time_window_coupon, unique_user
+from tests.coupons.support import count_rows, create_coupon, redeem
+from tests.fixtures.factories import time_window_coupon, unique_user, validation_record
 
 ROW = (
     "INSERT INTO validation_logs (id, code, user_id, order_total_cents, valid, reason,"
@@ -68,16 +70,52 @@ def test_migration_moves_the_log_to_its_file_and_back(tmp_path: Path) -> None:
     assert log_rows(logs) == []
 
 
+async def _child_pid(db: Database) -> int:
+    assert db.log_writer is not None
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(db.log_writer._executor(), os.getpid)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_IDLE is Linux's")
-async def test_the_log_writer_runs_at_idle_priority(sqlite_url: str) -> None:
-    db = Database(make_settings(sqlite_url))
+async def test_log_batches_are_written_by_a_child_process_at_idle_priority(
+    sqlite_url: str,
+) -> None:
+    settings = make_settings(sqlite_url)
+    db = Database(settings)
+    writer = build_validation_log(settings, db)
     try:
-        policy = await db.run_log_write(lambda _conn: os.sched_getscheduler(0))
-        loop_policy = os.sched_getscheduler(0)
+        pid = await _child_pid(db)
+        assert pid != os.getpid()
+        assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+        assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the serving process keeps its own
+        for record in (validation_record(), validation_record(valid=False, reason="expired")):
+            assert writer.emit(record)
+        await writer.flush()
+        assert writer.written == 2
     finally:
         await db.dispose()
-    assert policy == os.SCHED_IDLE
-    assert loop_policy != os.SCHED_IDLE  # the request path keeps the normal policy
+    assert await count_rows(settings, "validation_logs") == 2
+
+
+async def test_a_killed_log_writer_process_is_replaced_and_the_batch_retried(
+    sqlite_url: str,
+) -> None:
+    settings = make_settings(sqlite_url, validation_log_retry_base_delay=0.01)
+    db = Database(settings)
+    writer = build_validation_log(settings, db)
+    try:
+        first = await _child_pid(db)
+        os.kill(first, signal.SIGKILL)
+        await asyncio.sleep(0.2)
+        assert writer.emit(validation_record())
+        await writer.flush()
+        stats = writer.stats()
+        assert (stats.written, stats.dead_lettered, stats.dropped) == (1, 0, 0)
+        assert stats.emitted == stats.written
+        assert await _child_pid(db) != first
+    finally:
+        await db.dispose()
+    assert await count_rows(settings, "validation_logs") == 1
 
 
 async def test_a_log_batch_in_progress_does_not_hold_up_redemptions(sqlite_url: str) -> None:

@@ -15,7 +15,8 @@ import asyncpg
 from rich.progress import Progress, TaskID
 
 from peakshop.bench.seed_data import DAY, EMAIL_DOMAIN, CouponSet, signup_offsets, user_id
-from peakshop.db import LOGS_SCHEMA, SQLITE_TIME_FORMAT, log_database_path
+from peakshop.db import LOGS_SCHEMA, log_database_path
+from peakshop.kit.sqlite_writer import SQLITE_TIME_FORMAT
 
 USER_COLUMNS = ("id", "email", "created_at")
 COUPON_COLUMNS = (

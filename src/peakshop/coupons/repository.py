@@ -13,7 +13,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from peakshop.coupons.models import coupon_usage, coupon_user_usage, coupons, validation_logs
-from peakshop.db import SQLITE_TIME_FORMAT
+from peakshop.kit.sqlite_writer import SQLITE_TIME_FORMAT
 
 
 async def get_coupon(conn: AsyncConnection, code: str) -> RowMapping | None:
@@ -189,7 +189,7 @@ LOG_COLUMNS = (
     "latency_us",
     "created_at",
 )
-_SQLITE_LOG_INSERT = (
+SQLITE_LOG_INSERT = (
     f"INSERT INTO validation_logs ({', '.join(LOG_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in LOG_COLUMNS)})"
 )
@@ -197,12 +197,11 @@ _SQLITE_LOG_INSERT = (
 
 def insert_validation_logs(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
     """Rows in ``LOG_COLUMNS`` order, ``created_at`` last (UTC). Synchronous: called through
-    ``Database.run_log_write``. On SQLite the driver binds plain tuples: the log writer's
-    thread then holds the GIL, which the event loop needs, for a fraction of the time that
-    SQLAlchemy's per-row processing took."""
+    ``Database.run_log_write`` (replays; the server's batches go to ``Database.log_writer``
+    on SQLite, as ``SQLITE_LOG_INSERT``)."""
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(
-            _SQLITE_LOG_INSERT,
+            SQLITE_LOG_INSERT,
             [(*row[:-1], row[-1].strftime(SQLITE_TIME_FORMAT)) for row in rows],
         )
     else:

@@ -56,7 +56,14 @@ def build_validation_log(settings: Settings, db: Database) -> BatchWriter[Valida
 
 
 async def insert_records(db: Database, batch: list[ValidationLogRecord]) -> None:
-    await db.run_log_write(functools.partial(_insert, records=batch, chunk_size=len(batch)))
+    """One transaction. On SQLite by the log-writer process (see Database), so that none of
+    the SQLite work, nor the GIL it would take, is the serving process's."""
+    if db.log_writer is None:
+        await db.run_log_write(functools.partial(_insert, records=batch, chunk_size=len(batch)))
+        return
+    await db.log_writer.insert(
+        repository.SQLITE_LOG_INSERT, [msgspec.structs.astuple(r) for r in batch]
+    )
 
 
 def _insert(conn: sa.Connection, *, records: list[ValidationLogRecord], chunk_size: int) -> None:

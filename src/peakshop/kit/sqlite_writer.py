@@ -3,107 +3,164 @@
 Written by hand because what it is for is specific: the validation log's batches (a few ms of
 SQLite CPU each, ten a second at 1,000 validations/s) must not touch the serving process's
 event loop. In a thread of that process, even at idle priority, they still cost the loop its
-GIL at every row and raised the open-loop P99 of validation to ~1.5x the minimal app's;
-the same inserts done by another process at idle priority left it where it was with no log
-at all (README, Performance). ``concurrent.futures`` gives the process, the pipe and the
-error passing; this module adds the idle priority, the one connection and the restart of a
-process that died.
+GIL at every row and raised the open-loop P99 of validation to ~1.5x the minimal app's; the
+same inserts done by another process at idle priority left it where it was with no log at
+all (README, Performance). A plain child process on two pipes, rather than a
+``multiprocessing`` pool: a spawned pool worker re-imports the parent's ``__main__`` (the
+whole server, ~90 MB) and brings a resource-tracker process along; this child imports
+msgspec and sqlite3 only (``python -m peakshop.kit.sqlite_writer``).
 
-The child imports nothing of peakshop's but this module: batches travel as MessagePack bytes
-(one C call each way), and datetimes are stored as SQLAlchemy stores them on SQLite.
+Protocol: the parent sends ``(sql, rows)`` as one length-prefixed MessagePack message and
+waits for ``{"written": n}`` or ``{"error": "..."}``; one batch at a time, one transaction
+each. Datetimes are stored as SQLAlchemy stores them on SQLite.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
 import os
 import sqlite3
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import struct
+import sys
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 
 # SQLAlchemy's SQLite DateTime stores (and parses back) exactly this text, in UTC.
 SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+_HEADER = struct.Struct("!I")
 
-_connection: sqlite3.Connection | None = None  # the child's one connection
+
+class SqliteWriteError(Exception):
+    """The child's insert failed (its message names SQLite's error); nothing was written."""
+
+
+class WriterGone(ConnectionError):
+    """The child process died or stopped answering; the next batch starts a new one."""
 
 
 def yield_cpu_to_requests() -> None:
-    """Run the calling thread only on CPU time nothing else wants (Linux ``SCHED_IDLE``)."""
+    """Run the calling process only on CPU time nothing else wants (Linux ``SCHED_IDLE``)."""
     with contextlib.suppress(AttributeError, OSError):  # not Linux: the normal policy
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
-def _open(path: str, busy_timeout_ms: int, cache_mib: int) -> None:
-    global _connection
-    yield_cpu_to_requests()
-    _connection = sqlite3.connect(path, isolation_level=None)
-    _connection.execute("PRAGMA journal_mode=WAL")
-    _connection.execute("PRAGMA synchronous=NORMAL")
-    _connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-    if cache_mib:
-        _connection.execute(f"PRAGMA cache_size=-{int(cache_mib) * 1024}")
+# --- the child -----------------------------------------------------------------------------
 
 
 def _stored(value: Any) -> Any:
     return value.strftime(SQLITE_TIME_FORMAT) if isinstance(value, datetime) else value
 
 
-def _insert(sql: str, payload: bytes) -> int:
-    """In the child: one transaction of ``sql`` for every row of the MessagePack payload."""
-    assert _connection is not None, "the process was started without its connection"
-    rows = [tuple(_stored(v) for v in row) for row in msgspec.msgpack.decode(payload)]
-    _connection.execute("BEGIN IMMEDIATE")
+def _insert(conn: sqlite3.Connection, sql: str, rows: list[list[Any]]) -> int:
+    conn.execute("BEGIN IMMEDIATE")
     try:
-        _connection.executemany(sql, rows)
-        _connection.execute("COMMIT")
+        conn.executemany(sql, [tuple(_stored(v) for v in row) for row in rows])
+        conn.execute("COMMIT")
     except BaseException:
-        _connection.execute("ROLLBACK")
+        conn.execute("ROLLBACK")
         raise
     return len(rows)
 
 
+def _read_message(stream: BinaryIO) -> bytes | None:
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None  # the parent closed the pipe: time to go
+    return stream.read(_HEADER.unpack(header)[0])
+
+
+def serve(path: str, busy_timeout_ms: int, cache_mib: int) -> None:
+    yield_cpu_to_requests()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    if cache_mib:
+        conn.execute(f"PRAGMA cache_size=-{int(cache_mib) * 1024}")  # negative: KiB
+    requests, answers = sys.stdin.buffer, sys.stdout.buffer
+    while (message := _read_message(requests)) is not None:
+        sql, rows = msgspec.msgpack.decode(message)
+        try:
+            reply: dict[str, Any] = {"written": _insert(conn, sql, rows)}
+        except Exception as exc:
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        data = msgspec.msgpack.encode(reply)
+        answers.write(_HEADER.pack(len(data)) + data)
+        answers.flush()
+    conn.close()
+
+
+# --- the parent ----------------------------------------------------------------------------
+
+
 class SqliteWriterProcess:
-    """``await insert(sql, rows)``: the rows written in one transaction by the child."""
+    """``await insert(sql, rows)``: the rows written in one transaction by the child, which is
+    started at the first batch and again after it died."""
 
     def __init__(self, path: str, *, busy_timeout_ms: int, cache_mib: int) -> None:
-        self._init_args = (path, busy_timeout_ms, cache_mib)
-        self._pool: ProcessPoolExecutor | None = None
+        self._args = (path, str(busy_timeout_ms), str(cache_mib))
+        self._process: asyncio.subprocess.Process | None = None
+        self._lock: asyncio.Lock | None = None
 
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            # spawn, not fork: the serving process has threads (the server's, SQLite's).
-            self._pool = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_open,
-                initargs=self._init_args,
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    async def _started(self) -> asyncio.subprocess.Process:
+        process = self._process
+        if process is None or process.returncode is not None:
+            process = self._process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                __name__,
+                *self._args,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
             )
-        return self._pool
+        return process
 
     async def insert(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
-        payload = msgspec.msgpack.encode(rows)
-        try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._executor(), _insert, sql, payload
-            )
-        except BrokenProcessPool:
-            # The child died (killed, out of memory): the next batch starts a new one. This
-            # batch is reported failed, and the caller's retry writes it.
-            self._discard()
-            raise
+        payload = msgspec.msgpack.encode((sql, rows))
+        self._lock = self._lock or asyncio.Lock()
+        async with self._lock:
+            process = await self._started()
+            assert process.stdin is not None and process.stdout is not None
+            try:
+                process.stdin.write(_HEADER.pack(len(payload)) + payload)
+                await process.stdin.drain()
+                size = _HEADER.unpack(await process.stdout.readexactly(_HEADER.size))[0]
+                reply = msgspec.msgpack.decode(await process.stdout.readexactly(size))
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                await self._stop(kill=True)
+                raise WriterGone(f"the log writer process ended: {exc!r}") from exc
+            except BaseException:
+                # Cancelled halfway through an exchange: the pipes are out of step.
+                await self._stop(kill=True)
+                raise
+        if "error" in reply:
+            raise SqliteWriteError(reply["error"])
+        return int(reply["written"])
 
-    def _discard(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+    async def _stop(self, *, kill: bool) -> None:
+        process, self._process = self._process, None
+        if process is None or process.returncode is not None:
+            return
+        if kill:
+            process.kill()
+        elif process.stdin is not None:
+            process.stdin.close()  # the child finishes its batch, sees the end and exits
+        try:
+            await asyncio.wait_for(process.wait(), timeout=10.0)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await asyncio.to_thread(pool.shutdown, wait=True)
+        await self._stop(kill=False)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

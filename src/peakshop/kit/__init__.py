@@ -1,1 +1,2 @@
-"""Domain-free helpers: pagination cursors, clocks, money."""
+"""Domain-free helpers: pagination cursors, clocks, money, the batch writer and the SQLite
+writer process."""

@@ -13,7 +13,6 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from peakshop.coupons.models import coupon_usage, coupon_user_usage, coupons, validation_logs
-from peakshop.kit.sqlite_writer import SQLITE_TIME_FORMAT
 
 
 async def get_coupon(conn: AsyncConnection, code: str) -> RowMapping | None:
@@ -179,6 +178,7 @@ def create_validation_log_table(conn: sa.Connection) -> None:
     validation_logs.create(conn, checkfirst=True)
 
 
+# The validation log's columns in the order of ``ValidationLogRecord`` (tasks.py checks it).
 LOG_COLUMNS = (
     "code",
     "user_id",
@@ -189,6 +189,7 @@ LOG_COLUMNS = (
     "latency_us",
     "created_at",
 )
+# The server's batches on SQLite, written by ``Database.log_writer`` (kit/sqlite_writer.py).
 SQLITE_LOG_INSERT = (
     f"INSERT INTO validation_logs ({', '.join(LOG_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in LOG_COLUMNS)})"
@@ -196,18 +197,11 @@ SQLITE_LOG_INSERT = (
 
 
 def insert_validation_logs(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Rows in ``LOG_COLUMNS`` order, ``created_at`` last (UTC). Synchronous: called through
-    ``Database.run_log_write`` (replays; the server's batches go to ``Database.log_writer``
-    on SQLite, as ``SQLITE_LOG_INSERT``)."""
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql(
-            SQLITE_LOG_INSERT,
-            [(*row[:-1], row[-1].strftime(SQLITE_TIME_FORMAT)) for row in rows],
-        )
-    else:
-        conn.execute(
-            sa.insert(validation_logs), [dict(zip(LOG_COLUMNS, row, strict=True)) for row in rows]
-        )
+    """Rows in ``LOG_COLUMNS`` order. Synchronous: called through ``Database.run_log_write``
+    (replays, and every batch on PostgreSQL)."""
+    conn.execute(
+        sa.insert(validation_logs), [dict(zip(LOG_COLUMNS, row, strict=True)) for row in rows]
+    )
 
 
 async def outcome_counts(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from peakshop.config import Settings
 from peakshop.kit.sqlite_writer import SqliteWriterProcess
+from peakshop.kit.write_turn import WriteTurn
 
 T = TypeVar("T")
 
@@ -122,6 +124,21 @@ class Database:
             # SQLite has one writer at a time: a single pooled write connection queues writers
             # inside the process instead of spinning on the busy timeout.
             self.write_engine = create_async_engine(self.url, pool_size=1, max_overflow=0)
+            # ``run_write``'s connection: the plain sqlite3 driver on one thread of its own.
+            # It and ``write_engine`` take turns through ``_write_turn``, so the process
+            # still has one writer at a time.
+            self.sync_write_engine: sa.Engine | None = sa.create_engine(
+                make_url(self.url).set(drivername="sqlite+pysqlite"),
+                pool_size=1,
+                max_overflow=0,
+                connect_args={"check_same_thread": False},
+            )
+            _configure_sqlite(
+                self.sync_write_engine,
+                begin="BEGIN IMMEDIATE",
+                busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+                cache_mib=settings.sqlite_write_cache_mib,
+            )
             self.read_engine = create_async_engine(self.url, pool_size=4, max_overflow=4)
             _configure_sqlite(
                 self.write_engine,
@@ -156,6 +173,9 @@ class Database:
             )
             self.read_engine = self.write_engine
             self.sync_read_engine = None
+            self.sync_write_engine = None
+        self._write_thread: ThreadPoolExecutor | None = None  # started by the first run_write
+        self._write_turn = WriteTurn()
 
     @property
     def dialect(self) -> str:
@@ -164,8 +184,48 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction: committed when the block ends, rolled back on error."""
-        async with self.write_engine.begin() as conn:
+        if self.sync_write_engine is None:
+            async with self.write_engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_turn.hold(), self.write_engine.begin() as conn:
             yield conn
+
+    async def run_write(
+        self, write: Callable[[sa.Connection], T], *, background: bool = False
+    ) -> T:
+        """``write(conn)`` in a write transaction, with a synchronous connection: committed
+        when it returns, rolled back if it raises. Never call it inside ``write()``.
+
+        For the hot write paths (group commits of orders, the worker's batches). On SQLite
+        the whole transaction runs in one thread with the sqlite3 driver: one hand-off from
+        the event loop and back, where aiosqlite hands every statement's execute, fetch and
+        close to its thread and back (a batch of orders took ~30). On PostgreSQL it runs on
+        an asyncpg connection through ``run_sync``, statement by statement.
+
+        ``background``: nobody waits for this write's answer (the worker's batches). On
+        SQLite a request's write that is waiting for its turn goes first (kit/write_turn.py)."""
+        engine = self.sync_write_engine
+        if engine is None:
+            async with self.write() as conn:
+                return await conn.run_sync(write)
+        if self._write_thread is None:
+            self._write_thread = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="sqlite-write"
+            )
+
+        def in_thread() -> T:
+            with engine.begin() as conn:
+                return write(conn)
+
+        async with self._write_turn.hold(background=background):
+            done = asyncio.get_running_loop().run_in_executor(self._write_thread, in_thread)
+            try:
+                return await asyncio.shield(done)
+            except asyncio.CancelledError:
+                # The transaction still runs in its thread: keep the turn until it ends.
+                await asyncio.wait([done])
+                raise
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -220,7 +280,10 @@ class Database:
     async def dispose(self) -> None:
         if self.log_writer is not None:
             await self.log_writer.close()
-        for sync_engine in (self.sync_read_engine, self.log_engine):
+        if self._write_thread is not None:
+            self._write_thread.shutdown(wait=True)
+            self._write_thread = None
+        for sync_engine in (self.sync_read_engine, self.sync_write_engine, self.log_engine):
             if sync_engine is not None:
                 sync_engine.dispose()
         await self.write_engine.dispose()
@@ -228,7 +291,7 @@ class Database:
             await self.read_engine.dispose()
 
 
-def upsert_insert(conn: AsyncConnection, table: sa.Table) -> Any:
+def upsert_insert(conn: AsyncConnection | sa.Connection, table: sa.Table) -> Any:
     """The dialect's INSERT construct, which has ``on_conflict_do_nothing`` and
     ``on_conflict_do_update`` on both SQLite and PostgreSQL."""
     if conn.dialect.name == "postgresql":

@@ -17,23 +17,26 @@ test runs unchanged:
   "not startable" with its message deleted).
 
 White-box seams (if they move, these tests error at setup or time out on a step): the
-worker's code lives in ``peakshop.orders.tasks`` and looks for orders with
+worker runs jobs in tasks named ``JOB_TASK_NAME`` and looks for orders with
 ``orders.repository.get_order``/``get_orders``; both sides record with
 ``orders.recording.record_flash_orders``; a worker claims jobs with
-``jobs.repository._claim``.
+``jobs.repository._claim``. These are synchronous statements run through
+``Database.run_write``/``run_sync``, which on PostgreSQL run in SQLAlchemy's greenlet: a
+hook holds them there with ``await_only``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from sqlalchemy.util import await_only
 
 from peakshop.jobs import repository as jobs_repository
+from peakshop.jobs.worker import JOB_TASK_NAME
 from peakshop.orders import recording
 from peakshop.orders import repository as orders_repository
 from tests.conftest import make_settings
@@ -57,17 +60,12 @@ from tests.fixtures.fleet import (
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 STEP = 10.0  # seconds any one step may take before the test gives up on it
-WORKER_MODULE = "peakshop.orders.tasks"
 
 
 def from_worker() -> bool:
-    """Whether the caller runs the worker's order handling (not the API's placement)."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_globals.get("__name__") == WORKER_MODULE:
-            return True
-        frame = frame.f_back  # type: ignore[assignment]
-    return False
+    """Whether the caller runs in the worker (not in the API's placement)."""
+    task = asyncio.current_task()
+    return task is not None and task.get_name() == JOB_TASK_NAME
 
 
 @dataclass
@@ -91,16 +89,16 @@ def when_the_worker_looks(
     """Call ``hook(found)`` each time the worker looks for orders, with what it found."""
     real_one, real_many = orders_repository.get_order, orders_repository.get_orders
 
-    async def get_order(conn: Any, order_id: str) -> Any:
-        row = await real_one(conn, order_id)
+    def get_order(conn: Any, order_id: str) -> Any:
+        row = real_one(conn, order_id)
         if from_worker():
-            await hook(row is not None)
+            await_only(hook(row is not None))
         return row
 
-    async def get_orders(conn: Any, order_ids: Any) -> Any:
-        rows = await real_many(conn, order_ids)
+    def get_orders(conn: Any, order_ids: Any) -> Any:
+        rows = real_many(conn, order_ids)
         if from_worker():
-            await hook(bool(rows))
+            await_only(hook(bool(rows)))
         return rows
 
     monkeypatch.setattr(orders_repository, "get_order", get_order)
@@ -113,10 +111,10 @@ def before_the_api_records(
     """Hold the API's recording of admitted orders until ``wait()`` returns."""
     real = recording.record_flash_orders
 
-    async def record_flash_orders(conn: Any, batch: Any) -> Any:
+    def record_flash_orders(conn: Any, batch: Any) -> Any:
         if not from_worker():
-            await asyncio.wait_for(wait(), STEP)
-        return await real(conn, batch)
+            await_only(asyncio.wait_for(wait(), STEP))
+        return real(conn, batch)
 
     monkeypatch.setattr(recording, "record_flash_orders", record_flash_orders)
 
@@ -215,11 +213,11 @@ async def test_a_job_row_committed_while_the_worker_claims_it_still_runs(
     claimed_nothing, api_answered = asyncio.Event(), asyncio.Event()
     real_claim = jobs_repository._claim
 
-    async def claim(conn: Any, ids: Any, **kwargs: Any) -> Any:
-        claimed = await real_claim(conn, ids, **kwargs)
+    def claim(conn: Any, ids: Any, **kwargs: Any) -> Any:
+        claimed = real_claim(conn, ids, **kwargs)
         if not claimed and not claimed_nothing.is_set():  # no row yet: the API commits now
             claimed_nothing.set()
-            await asyncio.wait_for(api_answered.wait(), STEP)
+            await_only(asyncio.wait_for(api_answered.wait(), STEP))
         return claimed
 
     monkeypatch.setattr(jobs_repository, "_claim", claim)

@@ -20,7 +20,9 @@ async def enqueue(db: Database, queue: SqlJobQueue, first: int, count: int) -> N
         for n in range(first, first + count)
     ]
     async with db.write() as conn:
-        await repository.insert_jobs(conn, messages, now=utcnow(), available_at=time.time())
+        await conn.run_sync(
+            repository.insert_jobs, messages, now=utcnow(), available_at=time.time()
+        )
     await queue.publish_many(messages)
 
 

@@ -41,8 +41,7 @@ def _admitted(sale: dict[str, Any], number: int, *, key: str | None = None) -> A
 async def _record(settings: Settings, batch: list[Admitted]) -> list[tuple[str, Any]]:
     db = Database(settings)
     try:
-        async with db.write() as conn:
-            return await record_flash_orders(conn, batch)
+        return await db.run_write(lambda conn: record_flash_orders(conn, batch))
     finally:
         await db.dispose()
 

@@ -296,6 +296,7 @@ def _verdict_table(run: dict[str, Any]) -> Table:
         ("most units held by one buyer", verdict["max_units_per_user"]),
         ("queue drained", verdict["drained"]),
         ("first order to last confirmation, s", verdict["first_order_to_last_confirmed_s"]),
+        ("last order to last confirmation, s", verdict.get("last_order_to_last_confirmed_s")),
     ]
     for name, value in rows:
         table.add_row(name, str(value))

@@ -125,17 +125,19 @@ async def _verdict(engine: Any, sale_id: int) -> dict[str, Any]:
                 )
             )
         ).scalar()
-        first, last = (
+        first, last_placed, last = (
             await conn.execute(
-                sa.select(sa.func.min(orders.c.created_at), sa.func.max(orders.c.updated_at)).where(
-                    orders.c.flash_sale_id == sale_id, orders.c.status == "confirmed"
-                )
+                sa.select(
+                    sa.func.min(orders.c.created_at),
+                    sa.func.max(orders.c.created_at),
+                    sa.func.max(orders.c.updated_at),
+                ).where(orders.c.flash_sale_id == sale_id, orders.c.status == "confirmed")
             )
         ).one()
     held_units = sum(
         units for status, (_, units) in by_status.items() if status in ("pending", "confirmed")
     )
-    first, last = from_db(first), from_db(last)
+    first, last_placed, last = from_db(first), from_db(last_placed), from_db(last)
     return {
         "sale_id": sale_id,
         "quantity": sale["quantity"],
@@ -152,4 +154,9 @@ async def _verdict(engine: Any, sale_id: int) -> dict[str, Any]:
         "first_order_to_last_confirmed_s": None
         if first is None or last is None
         else (last - first).total_seconds(),
+        # What the queue still had to do when the last winner arrived: the drain of an
+        # open-loop run, whose winners arrive over seconds at the sending rate.
+        "last_order_to_last_confirmed_s": None
+        if last_placed is None or last is None
+        else (last - last_placed).total_seconds(),
     }

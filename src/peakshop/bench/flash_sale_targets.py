@@ -47,11 +47,19 @@ def judge_scenario(
         ),
     ]
     if scenario == "hyper":
-        drain = verdict["first_order_to_last_confirmed_s"]
+        # Closed loop, the winners arrive at once: from the first order to the last
+        # confirmation. Open loop, they arrive at the sending rate (10,000 at 1,000/s take
+        # 10 s to arrive): what was left to drain when the last one arrived.
+        if rate is None:
+            drain = verdict["first_order_to_last_confirmed_s"]
+            what = "first order to last confirmed"
+        else:
+            drain = verdict.get("last_order_to_last_confirmed_s")
+            what = f"arriving at {rate:,.0f}/s: last order to last confirmed"
         targets.append(
             Target(
                 name="drain",
-                description=f"{verdict['quantity']:,} winners: first order to last confirmed",
+                description=f"{verdict['quantity']:,} winners: {what}",
                 measured=drain,
                 limit=MAX_DRAIN_S,
                 unit="s",

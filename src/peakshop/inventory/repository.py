@@ -69,8 +69,8 @@ async def reserve_product(conn: AsyncConnection, product_id: int, quantity: int)
     return bool(result.rowcount)
 
 
-async def confirm_product(conn: AsyncConnection, product_id: int, quantity: int) -> None:
-    await conn.execute(
+def confirm_product(conn: sa.Connection, product_id: int, quantity: int) -> None:
+    conn.execute(
         sa.update(products)
         .where(products.c.id == product_id)
         .values(reserved=products.c.reserved - quantity, sold=products.c.sold + quantity)
@@ -188,12 +188,12 @@ async def sales_of_products(
     return {row[0] for row in await conn.execute(query)}
 
 
-async def reserve_in_sale(
-    conn: AsyncConnection, sale_id: int, user_id: str, quantity: int, *, per_user_limit: int
+def reserve_in_sale(
+    conn: sa.Connection, sale_id: int, user_id: str, quantity: int, *, per_user_limit: int
 ) -> str | None:
     """Take ``quantity`` units for ``user_id``: None when taken, else the reason (sold_out,
     user_limit_reached). The caller's transaction rolls back on a refusal."""
-    taken = await conn.execute(
+    taken = conn.execute(
         sa.update(flash_sales)
         .where(flash_sales.c.id == sale_id, flash_sales.c.remaining >= quantity)
         .values(
@@ -206,7 +206,7 @@ async def reserve_in_sale(
     insert = upsert_insert(conn, flash_sale_buyers).values(
         sale_id=sale_id, user_id=user_id, quantity=quantity
     )
-    held = await conn.execute(
+    held = conn.execute(
         insert.on_conflict_do_update(
             index_elements=["sale_id", "user_id"],
             set_={"quantity": flash_sale_buyers.c.quantity + quantity},
@@ -218,9 +218,9 @@ async def reserve_in_sale(
     return None
 
 
-async def take_from_sale(conn: AsyncConnection, sale_id: int, units: int) -> bool:
+def take_from_sale(conn: sa.Connection, sale_id: int, units: int) -> bool:
     """Reserve ``units`` of a sale in one statement, if it has them."""
-    taken = await conn.execute(
+    taken = conn.execute(
         sa.update(flash_sales)
         .where(flash_sales.c.id == sale_id, flash_sales.c.remaining >= units)
         .values(remaining=flash_sales.c.remaining - units, reserved=flash_sales.c.reserved + units)
@@ -228,7 +228,7 @@ async def take_from_sale(conn: AsyncConnection, sale_id: int, units: int) -> boo
     return bool(taken.rowcount)
 
 
-async def hold_for_buyers(conn: AsyncConnection, holds: list[tuple[int, str, int, int]]) -> int:
+def hold_for_buyers(conn: sa.Connection, holds: list[tuple[int, str, int, int]]) -> int:
     """Add (sale, user, units, cap) holds, each only if the buyer stays within the cap;
     the count of holds taken. One statement per sale."""
     by_sale: dict[tuple[int, int], list[dict[str, Any]]] = {}
@@ -246,12 +246,12 @@ async def hold_for_buyers(conn: AsyncConnection, holds: list[tuple[int, str, int
             set_={"quantity": flash_sale_buyers.c.quantity + insert.excluded.quantity},
             where=flash_sale_buyers.c.quantity + insert.excluded.quantity <= cap,
         ).returning(flash_sale_buyers.c.user_id)
-        taken += len((await conn.execute(statement, rows)).all())
+        taken += len((conn.execute(statement, rows)).all())
     return taken
 
 
-async def confirm_in_sale(conn: AsyncConnection, sale_id: int, quantity: int) -> None:
-    await conn.execute(
+def confirm_in_sale(conn: sa.Connection, sale_id: int, quantity: int) -> None:
+    conn.execute(
         sa.update(flash_sales)
         .where(flash_sales.c.id == sale_id)
         .values(reserved=flash_sales.c.reserved - quantity, sold=flash_sales.c.sold + quantity)

@@ -6,6 +6,7 @@ Services take the caller's connection and raise typed errors; they never commit.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -181,12 +182,23 @@ class SaleDirectory:
         self._db = db
         self._capacity = capacity
         self._facts: OrderedDict[int, SaleFacts] = OrderedDict()
+        # Single flight: the first buyers of a sale this process has not seen arrive all at
+        # once; one read serves them all instead of one read each queueing for the pool.
+        self._loading: dict[int, asyncio.Task[SaleFacts]] = {}
 
     async def get(self, sale_id: int) -> SaleFacts:
         facts = self._facts.get(sale_id)
         if facts is not None:
             self._facts.move_to_end(sale_id)
             return facts
+        loading = self._loading.get(sale_id)
+        if loading is None:
+            loading = asyncio.create_task(self._load(sale_id))
+            self._loading[sale_id] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(sale_id, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, sale_id: int) -> SaleFacts:
         async with self._db.read() as conn:
             row = await repository.get_sale(conn, sale_id)
         if row is None:

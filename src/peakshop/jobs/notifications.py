@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from peakshop.catalog.models import products
 from peakshop.config import Settings
@@ -58,12 +58,12 @@ def job_id_for(order_id: str) -> str:
     return "ntf_" + hashlib.blake2b(order_id.encode(), digest_size=12).hexdigest()
 
 
-async def stage_order_confirmed(
-    outbox: Outbox, conn: AsyncConnection, order_ids: Sequence[str], *, now: datetime
+def stage_order_confirmed(
+    conn: sa.Connection, outbox: Outbox, order_ids: Sequence[str], *, now: datetime
 ) -> None:
     """Write the notification jobs of orders just confirmed, in the confirmation's
     transaction; the caller publishes the outbox after the commit."""
-    await outbox.stage(
+    outbox.stage(
         conn,
         ORDER_CONFIRMED,
         [{"order_id": order_id} for order_id in order_ids],
@@ -82,19 +82,19 @@ class Facts:
     sent: set[tuple[str, str]]  # (job id, channel)
 
 
-async def _pairs(conn: AsyncConnection, key: Any, value: Any, ids: Sequence[Any]) -> dict[Any, Any]:
+def _pairs(conn: sa.Connection, key: Any, value: Any, ids: Sequence[Any]) -> dict[Any, Any]:
     if not ids:
         return {}
-    rows = await conn.execute(sa.select(key, value).where(key.in_(list(ids))))
+    rows = conn.execute(sa.select(key, value).where(key.in_(list(ids))))
     return {k: v for k, v in rows}
 
 
-async def _facts(conn: AsyncConnection, job_ids: list[str], order_ids: list[str]) -> Facts:
-    orders = await order_repository.get_orders(conn, order_ids)
-    items = await order_repository.items_of(conn, list(orders))
+def _facts(conn: sa.Connection, job_ids: list[str], order_ids: list[str]) -> Facts:
+    orders = order_repository.get_orders(conn, order_ids)
+    items = order_repository.items_of(conn, list(orders))
     product_ids = sorted({item["product_id"] for rows in items.values() for item in rows})
     user_ids = sorted({order["user_id"] for order in orders.values()})
-    sent_rows = await conn.execute(
+    sent_rows = conn.execute(
         sa.select(notifications_sent.c.job_id, notifications_sent.c.channel).where(
             notifications_sent.c.job_id.in_(job_ids)
         )
@@ -102,10 +102,14 @@ async def _facts(conn: AsyncConnection, job_ids: list[str], order_ids: list[str]
     return Facts(
         orders=orders,
         items=items,
-        names=await _pairs(conn, products.c.id, products.c.name, product_ids),
-        emails=await _pairs(conn, users.c.id, users.c.email, user_ids),
+        names=_pairs(conn, products.c.id, products.c.name, product_ids),
+        emails=_pairs(conn, users.c.id, users.c.email, user_ids),
         sent={(job_id, channel) for job_id, channel in sent_rows},
     )
+
+
+def _record_sent(conn: sa.Connection, records: list[dict[str, Any]]) -> None:
+    conn.execute(upsert_insert(conn, notifications_sent).on_conflict_do_nothing(), records)
 
 
 def compose_email(
@@ -172,8 +176,7 @@ class Notifier:
         runtime = contexts[0].runtime
         job_ids = [context.message.id for context in contexts]
         order_ids = [payload["order_id"] for payload in payloads]
-        async with runtime.db.read() as conn:
-            facts = await _facts(conn, job_ids, order_ids)
+        facts = await runtime.db.run_read(partial(_facts, job_ids=job_ids, order_ids=order_ids))
         emails: list[tuple[int, str, EmailMessage]] = []
         texts: list[tuple[int, str, str]] = []
         skipped: dict[str, list[str]] = {}  # reason -> order ids
@@ -236,10 +239,7 @@ class Notifier:
                     }
                 )
         if records:
-            async with runtime.db.write() as conn:
-                await conn.execute(
-                    upsert_insert(conn, notifications_sent).on_conflict_do_nothing(), records
-                )
+            await runtime.db.run_write(partial(_record_sent, records=records), background=True)
         return outcomes
 
     async def _send_emails(self, messages: list[EmailMessage]) -> list[Exception | None]:

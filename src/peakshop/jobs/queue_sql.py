@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from functools import partial
 
 from peakshop.db import Database
 from peakshop.jobs import repository
@@ -47,10 +48,11 @@ class SqlJobQueue:
         lingered = False
         while True:
             self._wake.clear()
-            async with self._db.read() as conn:
-                rows = await repository.due_jobs(
-                    conn, now=time.time(), limit=count, exclude=self._in_flight
+            rows = await self._db.run_read(
+                partial(
+                    repository.due_jobs, now=time.time(), limit=count, exclude=set(self._in_flight)
                 )
+            )
             if rows and len(rows) < count and not lingered:
                 lingered = True
                 await asyncio.sleep(LINGER_SECONDS)

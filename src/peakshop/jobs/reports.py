@@ -82,8 +82,8 @@ async def create_report(runtime: Runtime, *, request: ReportRequest) -> ReportAc
                 updated_at=now,
             )
         )
-        await outbox.stage(
-            conn,
+        await conn.run_sync(
+            outbox.stage,
             GENERATE_REPORT,
             [{"report_id": report_id}],
             subjects=[report_id],

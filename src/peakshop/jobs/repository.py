@@ -43,8 +43,8 @@ def _values(message: JobMessage, *, now: datetime, available_at: float) -> dict[
     }
 
 
-async def insert_job(
-    conn: AsyncConnection, message: JobMessage, *, now: datetime, available_at: float
+def insert_job(
+    conn: sa.Connection, message: JobMessage, *, now: datetime, available_at: float
 ) -> bool:
     """Insert the job unless it exists (a worker may have created it from its message
     first); True if this call inserted it."""
@@ -53,15 +53,15 @@ async def insert_job(
         .values(_values(message, now=now, available_at=available_at))
         .on_conflict_do_nothing(index_elements=["id"])
     )
-    result = await conn.execute(statement)
+    result = conn.execute(statement)
     return bool(result.rowcount)
 
 
-async def insert_jobs(
-    conn: AsyncConnection, messages: list[JobMessage], *, now: datetime, available_at: float
+def insert_jobs(
+    conn: sa.Connection, messages: list[JobMessage], *, now: datetime, available_at: float
 ) -> None:
     rows = [_values(message, now=now, available_at=available_at) for message in messages]
-    await conn.execute(upsert_insert(conn, jobs).on_conflict_do_nothing(), rows)
+    conn.execute(upsert_insert(conn, jobs).on_conflict_do_nothing(), rows)
 
 
 async def get_job(conn: AsyncConnection, job_id: str) -> RowMapping | None:
@@ -75,13 +75,13 @@ def _startable(now: float) -> sa.ColumnElement[bool]:
     )
 
 
-async def due_jobs(
-    conn: AsyncConnection, *, now: float, limit: int, exclude: Collection[str]
+def due_jobs(
+    conn: sa.Connection, *, now: float, limit: int, exclude: Collection[str]
 ) -> Sequence[RowMapping]:
     query = sa.select(jobs).where(_startable(now)).order_by(jobs.c.available_at).limit(limit)
     if exclude:
         query = query.where(jobs.c.id.not_in(list(exclude)))
-    return (await conn.execute(query)).mappings().all()
+    return conn.execute(query).mappings().all()
 
 
 class Started(msgspec.Struct, kw_only=True):
@@ -92,8 +92,8 @@ class Started(msgspec.Struct, kw_only=True):
     held: dict[str, float] = msgspec.field(default_factory=dict)
 
 
-async def start_jobs(
-    conn: AsyncConnection,
+def start_jobs(
+    conn: sa.Connection,
     messages: list[JobMessage],
     *,
     now: datetime,
@@ -105,16 +105,12 @@ async def start_jobs(
     at a time). A job whose row is missing was enqueued before its writer committed the row
     (scaled mode): after ``adopt_after`` seconds the row is created from the message, since
     the writer probably died; before that, it is left to the writer (``too_early``)."""
-    claimed = await _claim(conn, [m.id for m in messages], now=now, epoch=epoch, lease=lease)
+    claimed = _claim(conn, [m.id for m in messages], now=now, epoch=epoch, lease=lease)
     unclaimed = [m for m in messages if m.id not in claimed]
     too_early: list[str] = []
     if unclaimed:
         existing = set(
-            (
-                await conn.execute(
-                    sa.select(jobs.c.id).where(jobs.c.id.in_([m.id for m in unclaimed]))
-                )
-            )
+            (conn.execute(sa.select(jobs.c.id).where(jobs.c.id.in_([m.id for m in unclaimed]))))
             .scalars()
             .all()
         )
@@ -122,16 +118,16 @@ async def start_jobs(
         too_early = [m.id for m in missing if epoch - m.enqueued_at < adopt_after]
         adopted = [m for m in missing if m.id not in too_early]
         if adopted:
-            await insert_jobs(conn, adopted, now=now, available_at=epoch)
+            insert_jobs(conn, adopted, now=now, available_at=epoch)
         # Claim again what exists now: the adopted rows, and rows whose writer committed
         # between the first claim and the look-up (PostgreSQL's READ COMMITTED shows them to
         # the next statement); what still cannot be claimed is done, dead or held.
         again = [m.id for m in unclaimed if m.id in existing] + [m.id for m in adopted]
         if again:
-            claimed |= await _claim(conn, again, now=now, epoch=epoch, lease=lease)
+            claimed |= _claim(conn, again, now=now, epoch=epoch, lease=lease)
         still = [job_id for job_id in again if job_id not in claimed]
         if still:
-            rows = await conn.execute(
+            rows = conn.execute(
                 sa.select(jobs.c.id, jobs.c.locked_until).where(
                     jobs.c.id.in_(still),
                     jobs.c.status == "processing",
@@ -143,10 +139,10 @@ async def start_jobs(
     return Started(claimed=claimed, too_early=too_early)
 
 
-async def _claim(
-    conn: AsyncConnection, ids: list[str], *, now: datetime, epoch: float, lease: float
+def _claim(
+    conn: sa.Connection, ids: list[str], *, now: datetime, epoch: float, lease: float
 ) -> dict[str, int]:
-    result = await conn.execute(
+    result = conn.execute(
         sa.update(jobs)
         .where(jobs.c.id.in_(ids), _startable(epoch))
         .values(
@@ -160,8 +156,8 @@ async def _claim(
     return {job_id: int(attempts) for job_id, attempts in result}
 
 
-async def finish_jobs(conn: AsyncConnection, job_ids: list[str], *, now: datetime) -> None:
-    await conn.execute(
+def finish_jobs(conn: sa.Connection, job_ids: list[str], *, now: datetime) -> None:
+    conn.execute(
         sa.update(jobs)
         .where(jobs.c.id.in_(job_ids))
         .values(status="done", locked_until=None, updated_at=now, finished_at=now, last_error=None)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -82,7 +83,7 @@ async def enqueue(
     )
     now = utcnow()
     async with runtime.db.write() as conn:
-        await repository.insert_job(conn, message, now=now, available_at=now.timestamp())
+        await conn.run_sync(repository.insert_job, message, now=now, available_at=now.timestamp())
     await publish_committed(runtime, message)
     return message.id
 
@@ -97,9 +98,9 @@ class Outbox:
         self.runtime = runtime
         self.messages: list[JobMessage] = []
 
-    async def stage(
+    def stage(
         self,
-        conn: AsyncConnection,
+        conn: sa.Connection,
         name: str,
         payloads: Sequence[dict[str, Any]],
         *,
@@ -119,7 +120,7 @@ class Outbox:
             for job_id, payload, subject in zip(ids, payloads, about, strict=True)
         ]
         now = now or utcnow()
-        await repository.insert_jobs(conn, messages, now=now, available_at=now.timestamp())
+        repository.insert_jobs(conn, messages, now=now, available_at=now.timestamp())
         self.messages += messages
         return messages
 
@@ -155,6 +156,6 @@ async def enqueue_many(
     Returns the job ids."""
     outbox = Outbox(runtime)
     async with runtime.db.write() as conn:
-        messages = await outbox.stage(conn, name, payloads, subjects=subjects)
+        messages = await conn.run_sync(outbox.stage, name, payloads, subjects=subjects)
     await outbox.publish()
     return [message.id for message in messages]

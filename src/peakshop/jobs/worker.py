@@ -37,6 +37,9 @@ log = structlog.get_logger(__name__)
 RECEIVE_BATCH = 100  # deliveries taken at once; a batch-capable type handles them together
 LEAVE_TO_WRITER_SECONDS = 0.5  # a job whose row is not written yet comes back this much later
 
+# The name of the tasks that run jobs (a job's code can tell it runs in the worker).
+JOB_TASK_NAME = "worker-job"
+
 AfterCommit = Callable[[], Awaitable[None]]
 
 
@@ -187,7 +190,7 @@ class Worker:
     async def _spawn(self, work: Callable[[], Awaitable[None]]) -> None:
         """Run ``work`` (one job, or one batch of a batch-capable type) in a slot."""
         await self._slots.acquire()
-        task = asyncio.create_task(self._run(work))
+        task = asyncio.create_task(self._run(work), name=JOB_TASK_NAME)
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
@@ -224,10 +227,14 @@ class Worker:
                 (d, c) for (d, c), outcome in zip(todo, outcomes, strict=True) if outcome is None
             ]
             if done:
-                async with db.write() as conn:
-                    await repository.finish_jobs(
-                        conn, [d.message.id for d, _ in done], now=utcnow()
-                    )
+                await db.run_write(
+                    functools.partial(
+                        repository.finish_jobs,
+                        job_ids=[d.message.id for d, _ in done],
+                        now=utcnow(),
+                    ),
+                    background=True,
+                )
                 for _, context in done:
                     await context.run_after_commit()
                 await self._queue.ack_many([delivery for delivery, _ in done])
@@ -246,15 +253,17 @@ class Worker:
         dead, not due yet, or held by another worker) or, if their row is not written yet,
         handed back to the queue for a moment."""
         epoch = time.time()
-        async with self._runtime.db.write() as conn:
-            started = await repository.start_jobs(
-                conn,
-                [d.message for d in deliveries],
+        started = await self._runtime.db.run_write(
+            functools.partial(
+                repository.start_jobs,
+                messages=[d.message for d in deliveries],
                 now=utcnow(),
                 epoch=epoch,
                 lease=self._lease,
                 adopt_after=self._adopt_after,
-            )
+            ),
+            background=True,
+        )
         too_early = set(started.too_early)
         skipped = []
         later = []

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -70,26 +71,28 @@ async def confirm(
     """pending -> confirmed: the reserved units become sold. With an ``outbox``, the order's
     notification job is written in the same transaction (publish the outbox after the
     commit); every caller that confirms an order for a buyer passes one."""
-    if not await repository.move_status(
-        conn, order["id"], from_status="pending", to_status="confirmed", now=now
+    if not await conn.run_sync(
+        repository.move_status, order["id"], from_status="pending", to_status="confirmed", now=now
     ):
         return False
-    items = (await repository.items_of(conn, [order["id"]]))[order["id"]]
+    items = (await conn.run_sync(repository.items_of, [order["id"]]))[order["id"]]
     for item in items:
         if order["flash_sale_id"] is not None:
-            await inventory_repository.confirm_in_sale(
-                conn, order["flash_sale_id"], item["quantity"]
+            await conn.run_sync(
+                inventory_repository.confirm_in_sale, order["flash_sale_id"], item["quantity"]
             )
         else:
-            await inventory_repository.confirm_product(conn, item["product_id"], item["quantity"])
+            await conn.run_sync(
+                inventory_repository.confirm_product, item["product_id"], item["quantity"]
+            )
     if outbox is not None:
-        await notifications.stage_order_confirmed(outbox, conn, [order["id"]], now=now)
+        await conn.run_sync(notifications.stage_order_confirmed, outbox, [order["id"]], now=now)
     metrics.ORDER_TRANSITIONS.labels("confirmed").inc()
     return True
 
 
-async def confirm_many(
-    conn: AsyncConnection,
+def confirm_many(
+    conn: sa.Connection,
     order_rows: list[RowMapping],
     *,
     now: datetime,
@@ -97,25 +100,25 @@ async def confirm_many(
 ) -> list[str]:
     """``confirm`` for a batch, with one stock statement per sale and per product (and one
     insert for the notification jobs of the orders that moved). Returns the ids of the
-    orders confirmed."""
-    moved = await repository.confirm_pending(conn, [row["id"] for row in order_rows], now=now)
+    orders confirmed. Synchronous: run it through ``Database.run_write``."""
+    moved = repository.confirm_pending(conn, [row["id"] for row in order_rows], now=now)
     if not moved:
         return []
     sale_of = {row["id"]: row["flash_sale_id"] for row in order_rows}
     per_sale: dict[int, int] = defaultdict(int)
     per_product: dict[int, int] = defaultdict(int)
-    for order_id, items in (await repository.items_of(conn, moved)).items():
+    for order_id, items in repository.items_of(conn, moved).items():
         for item in items:
             if sale_of[order_id] is not None:
                 per_sale[sale_of[order_id]] += item["quantity"]
             else:
                 per_product[item["product_id"]] += item["quantity"]
     for sale_id, units in sorted(per_sale.items()):  # a fixed lock order
-        await inventory_repository.confirm_in_sale(conn, sale_id, units)
+        inventory_repository.confirm_in_sale(conn, sale_id, units)
     for product_id, units in sorted(per_product.items()):
-        await inventory_repository.confirm_product(conn, product_id, units)
+        inventory_repository.confirm_product(conn, product_id, units)
     if outbox is not None:
-        await notifications.stage_order_confirmed(outbox, conn, moved, now=now)
+        notifications.stage_order_confirmed(conn, outbox, moved, now=now)
     metrics.ORDER_TRANSITIONS.labels("confirmed").inc(len(moved))
     return list(moved)
 
@@ -135,13 +138,18 @@ async def end(
     from_status = order["status"]
     if from_status not in ("pending", "confirmed"):
         return None
-    if not await repository.move_status(
-        conn, order["id"], from_status=from_status, to_status=to_status, now=now, reason=reason
+    if not await conn.run_sync(
+        repository.move_status,
+        order["id"],
+        from_status=from_status,
+        to_status=to_status,
+        now=now,
+        reason=reason,
     ):
         return None
     from_sold = from_status == "confirmed"
     hooks: list[Hook] = []
-    items = (await repository.items_of(conn, [order["id"]]))[order["id"]]
+    items = (await conn.run_sync(repository.items_of, [order["id"]]))[order["id"]]
     for item in items:
         quantity = item["quantity"]
         sale_id = order["flash_sale_id"]
@@ -194,7 +202,7 @@ async def reopen(
     (reopened, hot-store updates to undo if the transaction does not commit)."""
     if order["status"] != "failed" or order["failure_reason"] != "processing_failed":
         return False, []
-    items = (await repository.items_of(conn, [order["id"]]))[order["id"]]
+    items = (await conn.run_sync(repository.items_of, [order["id"]]))[order["id"]]
     undo: list[Hook] = []
     savepoint = await conn.begin_nested()
     refused = False
@@ -212,8 +220,8 @@ async def reopen(
                 undo.append(_hot_release(runtime, sale_id, order["user_id"], item["quantity"]))
             refused = refused or taken not in ("taken", "not_loaded")
             refused = refused or bool(
-                await inventory_repository.reserve_in_sale(
-                    conn,
+                await conn.run_sync(
+                    inventory_repository.reserve_in_sale,
                     sale_id,
                     order["user_id"],
                     item["quantity"],
@@ -242,7 +250,12 @@ async def reopen(
         await run_hooks(undo)
         return False, []
     await savepoint.commit()
-    await repository.move_status(
-        conn, order["id"], from_status="failed", to_status="pending", now=now, reason=None
+    await conn.run_sync(
+        repository.move_status,
+        order["id"],
+        from_status="failed",
+        to_status="pending",
+        now=now,
+        reason=None,
     )
     return True, undo

@@ -22,6 +22,7 @@ from peakshop.inventory.errors import AdmissionRejected, InsufficientStock, Prod
 from peakshop.inventory.service import SaleFacts
 from peakshop.jobs import repository as jobs_repository
 from peakshop.jobs import service as jobs_service
+from peakshop.jobs.queue import JobMessage
 from peakshop.jobs.worker import new_message
 from peakshop.kit.ids import new_id
 from peakshop.kit.money import parse_cents
@@ -33,7 +34,7 @@ from peakshop.orders.recording import Admitted
 from peakshop.orders.repository import admission_record, parse_record
 from peakshop.orders.schemas import Accepted, OrderItemRequest
 from peakshop.orders.tasks import PROCESS_ORDER
-from peakshop.state.ports import Admission
+from peakshop.state.ports import Admission, PreparedOrder
 
 if TYPE_CHECKING:
     from peakshop.runtime import Runtime
@@ -63,6 +64,48 @@ async def _admit(runtime: Runtime, facts: SaleFacts, **attempt: Any) -> Admissio
     return admission
 
 
+class _FlashOrder:
+    """The order an attempt becomes if it is admitted, made only then (``prepare``): most
+    of a sale's attempts are refused, and they need no ids, hash or job message."""
+
+    def __init__(
+        self, runtime: Runtime, facts: SaleFacts, user_id: str, quantity: int, key: str
+    ) -> None:
+        self._runtime, self._facts = runtime, facts
+        self._user_id, self._quantity, self._key = user_id, quantity, key
+        self.payload: dict[str, Any] = {}
+        self.message: JobMessage | None = None
+
+    def digest(self) -> str:
+        return request_hash("flash", self._facts.id, self._user_id, self._quantity)
+
+    def prepare(self) -> PreparedOrder:
+        digest = self.digest()
+        order_id, job_id = new_id("ord"), new_id("job")
+        self.payload = {
+            "kind": "flash_sale",
+            "order_id": order_id,
+            "sale_id": self._facts.id,
+            "product_id": self._facts.product_id,
+            "unit_price_cents": self._facts.price_cents,
+            "per_user_limit": self._facts.per_user_limit,
+            "user_id": self._user_id,
+            "quantity": self._quantity,
+            "idempotency_key": self._key,
+            "request_hash": digest,
+        }
+        self.message = new_message(
+            self._runtime.job_types[PROCESS_ORDER],
+            job_id=job_id,
+            payload=self.payload,
+            subject=order_id,
+        )
+        return PreparedOrder(
+            record=admission_record(digest, order_id, job_id),
+            message=msgspec.json.encode(self.message),
+        )
+
+
 async def place_flash_sale_order(
     runtime: Runtime,
     *,
@@ -77,23 +120,7 @@ async def place_flash_sale_order(
     state = facts.state_at(now.timestamp())
     if state is not None:
         raise AdmissionRejected("not_active", f"flash sale {sale_id} is not active: {state}")
-    digest = request_hash("flash", sale_id, user_id, quantity)
-    order_id, job_id = new_id("ord"), new_id("job")
-    payload = {
-        "kind": "flash_sale",
-        "order_id": order_id,
-        "sale_id": sale_id,
-        "product_id": facts.product_id,
-        "unit_price_cents": facts.price_cents,
-        "per_user_limit": facts.per_user_limit,
-        "user_id": user_id,
-        "quantity": quantity,
-        "idempotency_key": idempotency_key,
-        "request_hash": digest,
-    }
-    message = new_message(
-        runtime.job_types[PROCESS_ORDER], job_id=job_id, payload=payload, subject=order_id
-    )
+    order = _FlashOrder(runtime, facts, user_id, quantity, idempotency_key)
     admission = await _admit(
         runtime,
         facts,
@@ -101,14 +128,16 @@ async def place_flash_sale_order(
         quantity=quantity,
         per_user_limit=facts.per_user_limit,
         idempotency_key=idempotency_key,
-        record=admission_record(digest, order_id, job_id),
-        message=msgspec.json.encode(message),
+        prepare=order.prepare,
     )
     if admission.outcome == "replay":
         assert admission.record is not None
-        return _replay(admission.record, digest), True
+        return _replay(admission.record, order.digest()), True
     if admission.outcome != "admitted":
         raise AdmissionRejected(admission.outcome, f"flash sale {sale_id}: {admission.outcome}")
+    payload, message = order.payload, order.message
+    assert message is not None  # prepared by the store on admission
+    order_id, job_id, digest = payload["order_id"], message.id, payload["request_hash"]
     pay_by = now + timedelta(seconds=runtime.settings.payment_window_seconds)
     try:
         outcome, other = await runtime.flash_recorder.record(
@@ -172,7 +201,9 @@ async def place_order(
     coupon_use: int | None = None
     try:
         async with runtime.db.write() as conn:
-            existing = await repository.get_by_idempotency(conn, ORDERS_SCOPE, idempotency_key)
+            existing = await conn.run_sync(
+                repository.get_by_idempotency, ORDERS_SCOPE, idempotency_key
+            )
             if existing is not None:
                 record = admission_record(
                     existing["request_hash"], existing["id"], existing["job_id"]
@@ -227,14 +258,18 @@ async def place_order(
                     for pid, qty in sorted(merged.items())
                 ],
             )
-            await jobs_repository.insert_job(conn, message, now=now, available_at=now.timestamp())
+            await conn.run_sync(
+                jobs_repository.insert_job, message, now=now, available_at=now.timestamp()
+            )
     except RedemptionRejected as exc:
         metrics.ORDERS_PLACED.labels(exc.reason).inc()
         raise
     except IntegrityError:
         # A concurrent request with the same key committed first: answer as it did.
         async with runtime.db.read() as conn:
-            existing = await repository.get_by_idempotency(conn, ORDERS_SCOPE, idempotency_key)
+            existing = await conn.run_sync(
+                repository.get_by_idempotency, ORDERS_SCOPE, idempotency_key
+            )
         if existing is None:
             raise
         record = admission_record(existing["request_hash"], existing["id"], existing["job_id"])

@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import msgspec
+import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from peakshop.db import Database
 from peakshop.inventory import repository as inventory_repository
@@ -75,8 +76,8 @@ def _item_values(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def record_flash_order(
-    conn: AsyncConnection,
+def record_flash_order(
+    conn: sa.Connection,
     *,
     payload: dict[str, Any],
     message: JobMessage,
@@ -95,19 +96,19 @@ async def record_flash_order(
     scope = FLASH_SCOPE.format(sale_id=payload["sale_id"])
     # The order row first, as the claim: of the API and a worker racing to record the same
     # order, the second waits on the first's row and then inserts nothing.
-    inserted = await repository.insert_order_unless_exists(
+    inserted = repository.insert_order_unless_exists(
         conn,
         _order_values(payload, job_id=message.id, now=now, pay_by=pay_by),
         [_item_values(payload)],
     )
     if not inserted:
-        if await repository.get_order(conn, payload["order_id"]) is not None:
+        if repository.get_order(conn, payload["order_id"]) is not None:
             return "exists", None
-        other = await repository.get_by_idempotency(conn, scope, payload["idempotency_key"])
+        other = repository.get_by_idempotency(conn, scope, payload["idempotency_key"])
         assert other is not None, "an order insert can only conflict on its id or its key"
         return "duplicate", other
-    savepoint = await conn.begin_nested()
-    refusal = await inventory_repository.reserve_in_sale(
+    savepoint = conn.begin_nested()
+    refusal = inventory_repository.reserve_in_sale(
         conn,
         payload["sale_id"],
         payload["user_id"],
@@ -115,10 +116,10 @@ async def record_flash_order(
         per_user_limit=payload["per_user_limit"],
     )
     if refusal is None:
-        await savepoint.commit()
+        savepoint.commit()
     else:
-        await savepoint.rollback()
-        await repository.move_status(
+        savepoint.rollback()
+        repository.move_status(
             conn,
             payload["order_id"],
             from_status="pending",
@@ -126,36 +127,36 @@ async def record_flash_order(
             now=now,
             reason=refusal,
         )
-    await jobs_repository.insert_job(conn, message, now=now, available_at=now.timestamp())
+    jobs_repository.insert_job(conn, message, now=now, available_at=now.timestamp())
     return ("created", None) if refusal is None else ("refused", None)
 
 
-async def record_flash_orders(conn: AsyncConnection, batch: list[Admitted]) -> list[Recorded]:
+def record_flash_orders(conn: sa.Connection, batch: list[Admitted]) -> list[Recorded]:
     """Record a batch: the fast path if every order is new and fits, else one by one."""
-    savepoint = await conn.begin_nested()
-    if await _record_plain_batch(conn, batch):
-        await savepoint.commit()
+    savepoint = conn.begin_nested()
+    if _record_plain_batch(conn, batch):
+        savepoint.commit()
         return [("created", None)] * len(batch)
-    await savepoint.rollback()
+    savepoint.rollback()
     results = []
     for item in batch:
         results.append(
-            await record_flash_order(
+            record_flash_order(
                 conn, payload=item.payload, message=item.message, now=item.now, pay_by=item.pay_by
             )
         )
     return results
 
 
-async def _record_plain_batch(conn: AsyncConnection, batch: list[Admitted]) -> bool:
+def _record_plain_batch(conn: sa.Connection, batch: list[Admitted]) -> bool:
     """Every order inserted, every sale's units and every buyer's cap taken, in a few
     statements; False (the caller rolls back) as soon as something is not plain."""
     orders = [
         _order_values(i.payload, job_id=i.message.id, now=i.now, pay_by=i.pay_by) for i in batch
     ]
-    if await repository.insert_orders_unless_exist(conn, orders) != len(batch):
+    if repository.insert_orders_unless_exist(conn, orders) != len(batch):
         return False
-    await repository.insert_items(conn, [_item_values(i.payload) for i in batch])
+    repository.insert_items(conn, [_item_values(i.payload) for i in batch])
     per_sale: dict[int, int] = defaultdict(int)
     per_buyer: dict[tuple[int, str], int] = defaultdict(int)
     limits: dict[int, int] = {}
@@ -165,14 +166,14 @@ async def _record_plain_batch(conn: AsyncConnection, batch: list[Admitted]) -> b
         per_buyer[(payload["sale_id"], payload["user_id"])] += payload["quantity"]
         limits[payload["sale_id"]] = payload["per_user_limit"]
     for sale_id, units in per_sale.items():
-        if not await inventory_repository.take_from_sale(conn, sale_id, units):
+        if not inventory_repository.take_from_sale(conn, sale_id, units):
             return False
-    held = await inventory_repository.hold_for_buyers(
+    held = inventory_repository.hold_for_buyers(
         conn, [(sale, user, units, limits[sale]) for (sale, user), units in per_buyer.items()]
     )
     if held != len(per_buyer):
         return False
-    await jobs_repository.insert_jobs(
+    jobs_repository.insert_jobs(
         conn, [i.message for i in batch], now=batch[0].now, available_at=batch[0].now.timestamp()
     )
     return True
@@ -208,8 +209,8 @@ class FlashOrderRecorder:
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                async with self._db.write() as conn:
-                    results = await record_flash_orders(conn, [item for item, _ in batch])
+                items = [item for item, _ in batch]
+                results = await self._db.run_write(partial(record_flash_orders, batch=items))
             except asyncio.CancelledError:
                 for _, future in batch:
                     future.cancel()

@@ -23,47 +23,41 @@ async def insert_order(
     )
 
 
-async def insert_order_unless_exists(
-    conn: AsyncConnection, values: dict[str, Any], items: list[dict[str, Any]]
+def insert_order_unless_exists(
+    conn: sa.Connection, values: dict[str, Any], items: list[dict[str, Any]]
 ) -> bool:
     """Insert the order and its items unless an order with its id or its idempotency key
     exists (ON CONFLICT on any unique key); True if inserted."""
-    inserted = await conn.execute(
-        upsert_insert(conn, orders).values(**values).on_conflict_do_nothing()
-    )
+    inserted = conn.execute(upsert_insert(conn, orders).values(**values).on_conflict_do_nothing())
     if not inserted.rowcount:
         return False
-    await conn.execute(
-        sa.insert(order_items), [{**item, "order_id": values["id"]} for item in items]
-    )
+    conn.execute(sa.insert(order_items), [{**item, "order_id": values["id"]} for item in items])
     return True
 
 
-async def insert_orders_unless_exist(conn: AsyncConnection, rows: list[dict[str, Any]]) -> int:
+def insert_orders_unless_exist(conn: sa.Connection, rows: list[dict[str, Any]]) -> int:
     """Insert many orders (no items), skipping those whose id or key exists; the count
     inserted."""
     statement = upsert_insert(conn, orders).on_conflict_do_nothing().returning(orders.c.id)
-    return len((await conn.execute(statement, rows)).all())
+    return len((conn.execute(statement, rows)).all())
 
 
-async def insert_items(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    await conn.execute(sa.insert(order_items), rows)
+def insert_items(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    conn.execute(sa.insert(order_items), rows)
 
 
-async def get_order(conn: AsyncConnection, order_id: str) -> RowMapping | None:
-    return (await conn.execute(sa.select(orders).where(orders.c.id == order_id))).mappings().first()
+def get_order(conn: sa.Connection, order_id: str) -> RowMapping | None:
+    return (conn.execute(sa.select(orders).where(orders.c.id == order_id))).mappings().first()
 
 
-async def get_orders(conn: AsyncConnection, order_ids: Sequence[str]) -> dict[str, RowMapping]:
+def get_orders(conn: sa.Connection, order_ids: Sequence[str]) -> dict[str, RowMapping]:
     query = sa.select(orders).where(orders.c.id.in_(list(order_ids)))
-    return {row["id"]: row for row in (await conn.execute(query)).mappings()}
+    return {row["id"]: row for row in (conn.execute(query)).mappings()}
 
 
-async def confirm_pending(
-    conn: AsyncConnection, order_ids: Sequence[str], *, now: datetime
-) -> list[str]:
+def confirm_pending(conn: sa.Connection, order_ids: Sequence[str], *, now: datetime) -> list[str]:
     """pending -> confirmed for many orders at once; the ids that moved."""
-    result = await conn.execute(
+    result = conn.execute(
         sa.update(orders)
         .where(orders.c.id.in_(list(order_ids)), orders.c.status == "pending")
         .values(status="confirmed", updated_at=now, failure_reason=None)
@@ -72,27 +66,27 @@ async def confirm_pending(
     return [row[0] for row in result]
 
 
-async def get_by_idempotency(conn: AsyncConnection, scope: str, key: str) -> RowMapping | None:
+def get_by_idempotency(conn: sa.Connection, scope: str, key: str) -> RowMapping | None:
     query = sa.select(orders).where(
         orders.c.idempotency_scope == scope, orders.c.idempotency_key == key
     )
-    return (await conn.execute(query)).mappings().first()
+    return (conn.execute(query)).mappings().first()
 
 
-async def items_of(conn: AsyncConnection, order_ids: Sequence[str]) -> dict[str, list[RowMapping]]:
+def items_of(conn: sa.Connection, order_ids: Sequence[str]) -> dict[str, list[RowMapping]]:
     query = (
         sa.select(order_items)
         .where(order_items.c.order_id.in_(list(order_ids)))
         .order_by(order_items.c.product_id)
     )
     grouped: dict[str, list[RowMapping]] = {order_id: [] for order_id in order_ids}
-    for row in (await conn.execute(query)).mappings():
+    for row in (conn.execute(query)).mappings():
         grouped[row["order_id"]].append(row)
     return grouped
 
 
-async def move_status(
-    conn: AsyncConnection,
+def move_status(
+    conn: sa.Connection,
     order_id: str,
     *,
     from_status: str,
@@ -103,7 +97,7 @@ async def move_status(
     """The one way an order changes status: conditional on the status it had, so of two
     racing transitions (a confirmation and an expiry) exactly one happens."""
     values: dict[str, Any] = {"status": to_status, "updated_at": now, "failure_reason": reason}
-    result = await conn.execute(
+    result = conn.execute(
         sa.update(orders)
         .where(orders.c.id == order_id, orders.c.status == from_status)
         .values(**values)

@@ -53,10 +53,10 @@ def order_out(row: RowMapping, items: list[RowMapping]) -> OrderOut:
 
 
 async def get_order(conn: AsyncConnection, *, order_id: str) -> OrderOut:
-    row = await repository.get_order(conn, order_id)
+    row = await conn.run_sync(repository.get_order, order_id)
     if row is None:
         raise OrderNotFound(order_id)
-    return order_out(row, (await repository.items_of(conn, [order_id]))[order_id])
+    return order_out(row, (await conn.run_sync(repository.items_of, [order_id]))[order_id])
 
 
 async def user_orders(
@@ -65,7 +65,7 @@ async def user_orders(
     """A page of the user's orders, newest first, and the seq to continue before."""
     rows = await repository.list_user_orders(conn, user_id, before_seq=before_seq, limit=limit + 1)
     page = list(rows[:limit])
-    items = await repository.items_of(conn, [row["id"] for row in page])
+    items = await conn.run_sync(repository.items_of, [row["id"] for row in page])
     next_seq = page[-1]["seq"] if len(rows) > limit and page else None
     return [order_out(row, items[row["id"]]) for row in page], next_seq
 
@@ -73,7 +73,7 @@ async def user_orders(
 async def cancel_order(runtime: Runtime, *, order_id: str, now: datetime) -> OrderOut:
     """pending or confirmed -> cancelled; the units and the coupon use are given back."""
     async with runtime.db.write() as conn:
-        row = await repository.get_order(conn, order_id)
+        row = await conn.run_sync(repository.get_order, order_id)
         if row is None:
             raise OrderNotFound(order_id)
         hooks = await lifecycle.end(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -31,16 +32,22 @@ async def process_order(context: JobContext, payload: dict[str, Any]) -> None:
     runtime = context.runtime
     order_id = payload["order_id"]
     async with runtime.db.read() as conn:
-        order = await repository.get_order(conn, order_id)
+        order = await conn.run_sync(repository.get_order, order_id)
     if order is None:
         if payload.get("kind") != "flash_sale":
             raise LookupError(f"order {order_id} is not recorded")
         now = utcnow()
         pay_by = now + timedelta(seconds=runtime.settings.payment_window_seconds)
-        async with runtime.db.write() as conn:
-            outcome, _ = await recording.record_flash_order(
-                conn, payload=payload, message=context.message, now=now, pay_by=pay_by
-            )
+        outcome, _ = await runtime.db.run_write(
+            partial(
+                recording.record_flash_order,
+                payload=payload,
+                message=context.message,
+                now=now,
+                pay_by=pay_by,
+            ),
+            background=True,
+        )
         _announce_recorded(runtime, payload, outcome)
         if outcome == "duplicate":  # another order holds the key: give these units back
             sale_id, user_id, quantity = payload["sale_id"], payload["user_id"], payload["quantity"]
@@ -54,7 +61,7 @@ async def process_order(context: JobContext, payload: dict[str, Any]) -> None:
             context.after_commit(lambda: _reload_sale(runtime, payload["sale_id"]))
             return
         async with runtime.db.read() as conn:
-            order = await repository.get_order(conn, order_id)
+            order = await conn.run_sync(repository.get_order, order_id)
         assert order is not None
     if order["status"] == "failed":
         order = await _reopen(runtime, order)
@@ -86,13 +93,12 @@ async def process_orders(
     runtime = contexts[0].runtime
     outcomes: list[Exception | None] = [None] * len(payloads)
     ids = [payload["order_id"] for payload in payloads]
-    async with runtime.db.read() as conn:
-        rows = await repository.get_orders(conn, ids)
+    rows = await runtime.db.run_read(partial(repository.get_orders, order_ids=ids))
     missing = [i for i, order_id in enumerate(ids) if order_id not in rows]
     if missing:
         await _record_missing(contexts, payloads, missing, outcomes)
-        async with runtime.db.read() as conn:
-            rows.update(await repository.get_orders(conn, [ids[i] for i in missing]))
+        recorded = [ids[i] for i in missing]
+        rows.update(await runtime.db.run_read(partial(repository.get_orders, order_ids=recorded)))
     pending: list[int] = []
     for index, order_id in enumerate(ids):
         order = rows.get(order_id)
@@ -119,8 +125,10 @@ async def process_orders(
             confirmable.append(rows[ids[index]])
     if confirmable:
         outbox = Outbox(runtime)  # the confirmations' notification jobs
-        async with runtime.db.write() as conn:
-            moved = await lifecycle.confirm_many(conn, confirmable, now=utcnow(), outbox=outbox)
+        moved = await runtime.db.run_write(
+            partial(lifecycle.confirm_many, order_rows=confirmable, now=utcnow(), outbox=outbox),
+            background=True,
+        )
         for order_id in moved:
             order = rows[order_id]
             lifecycle.announce(
@@ -167,8 +175,9 @@ async def _record_missing(
         recording.Admitted(payload=payloads[i], message=contexts[i].message, now=now, pay_by=pay_by)
         for i in flash
     ]
-    async with runtime.db.write() as conn:
-        results = await recording.record_flash_orders(conn, batch)
+    results = await runtime.db.run_write(
+        partial(recording.record_flash_orders, batch=batch), background=True
+    )
     for index, (outcome, _) in zip(flash, results, strict=True):
         payload = payloads[index]
         _announce_recorded(runtime, payload, outcome)
@@ -225,14 +234,14 @@ async def _reopen(runtime: Runtime, order: Any) -> Any:
         sale_id=order["flash_sale_id"],
     )
     async with runtime.db.read() as conn:
-        return await repository.get_order(conn, order["id"])
+        return await conn.run_sync(repository.get_order, order["id"])
 
 
 async def compensate_order(context: JobContext, payload: dict[str, Any], error: str) -> None:
     """The last attempt failed: the order fails and gives back its units and coupon use."""
     runtime = context.runtime
     async with runtime.db.write() as conn:
-        order = await repository.get_order(conn, payload["order_id"])
+        order = await conn.run_sync(repository.get_order, payload["order_id"])
         hooks = None
         if order is not None and order["status"] == "pending":
             hooks = await lifecycle.end(

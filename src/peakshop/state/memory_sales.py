@@ -8,9 +8,10 @@ is not enqueued here (``enqueued`` is False)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from peakshop.state.ports import Admission, SaleSnapshot
+from peakshop.state.ports import Admission, PreparedOrder, SaleSnapshot
 
 
 @dataclass
@@ -33,8 +34,7 @@ class MemorySaleCounters:
         quantity: int,
         per_user_limit: int,
         idempotency_key: str,
-        record: str,
-        message: bytes,
+        prepare: Callable[[], PreparedOrder],
     ) -> Admission:
         sale = self._sales.get(sale_id)
         if sale is None:
@@ -47,6 +47,7 @@ class MemorySaleCounters:
         held = sale.buyers.get(user_id, 0)
         if held + quantity > per_user_limit:
             return Admission(outcome="user_limit_reached")
+        record = prepare().record  # no await before the take: still one atomic step
         sale.remaining -= quantity
         sale.buyers[user_id] = held + quantity
         sale.idempotency[idempotency_key] = record

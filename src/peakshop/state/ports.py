@@ -50,6 +50,17 @@ class Admission(msgspec.Struct, frozen=True, kw_only=True):
     enqueued: bool = False
 
 
+class PreparedOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """What an admitted attempt leaves in the hot store: ``record``, kept under its
+    idempotency key (see orders.repository.admission_record), and ``message``, the order's
+    job (enqueued in the same atomic step where the store can). ``admit`` asks for it through
+    ``prepare()`` only when it needs it: the store in the process only for a winner, so a
+    refused buyer costs no ids, hash or message."""
+
+    record: str
+    message: bytes
+
+
 class SaleSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """A sale's hot state as the system of record has it."""
 
@@ -72,8 +83,7 @@ class SaleCounters(Protocol):
         quantity: int,
         per_user_limit: int,
         idempotency_key: str,
-        record: str,
-        message: bytes,
+        prepare: Callable[[], PreparedOrder],
     ) -> Admission: ...
 
     async def take(self, *, sale_id: int, user_id: str, quantity: int, per_user_limit: int) -> str:

@@ -9,10 +9,12 @@ would have to move into each sale's slot; peakshop runs on one Redis primary (wi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from redis import asyncio as aioredis
 
 from peakshop.jobs.queue_redis import FIELD, STREAM
-from peakshop.state.ports import Admission, SaleSnapshot
+from peakshop.state.ports import Admission, PreparedOrder, SaleSnapshot
 
 PREFIX = "peakshop:"
 
@@ -99,12 +101,20 @@ class RedisSaleCounters:
         quantity: int,
         per_user_limit: int,
         idempotency_key: str,
-        record: str,
-        message: bytes,
+        prepare: Callable[[], PreparedOrder],
     ) -> Admission:
+        order = prepare()  # the script enqueues the order's job: it needs it up front
         outcome, prior = await self._admit(
             keys=[*_keys(sale_id), STREAM],
-            args=[user_id, quantity, per_user_limit, idempotency_key, record, message, FIELD],
+            args=[
+                user_id,
+                quantity,
+                per_user_limit,
+                idempotency_key,
+                order.record,
+                order.message,
+                FIELD,
+            ],
         )
         if outcome == "admitted":
             return Admission(outcome=outcome, record=prior, enqueued=True)

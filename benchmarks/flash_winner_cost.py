@@ -1,0 +1,126 @@
+"""CPU per flash-sale winner, in-process: admission, the group commit, and the worker's
+processing (claim, confirmation, its notification job), with the in-process worker on.
+
+The application is called directly with ASGI messages by 100 concurrent callers, each
+buying one unit of a sale as big as the run, on a fresh SQLite database; the run ends when
+every order is confirmed. It prints the process's CPU per winner and the event loop's
+(the main thread's) share of it, for comparing two checkouts on the same machine:
+
+    python benchmarks/flash_winner_cost.py --orders 3000 --rounds 3
+
+(run it with ``PYTHONPATH=<other checkout>/src`` for the other one). The callers' own cost
+(building and reading the ASGI messages) is counted in the main thread too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from hot_paths_inprocess import ADMIN, SERVICE, Caller
+from peakshop import migrate
+from peakshop.app import create_app
+from peakshop.config import load_settings
+
+
+async def one_round(orders: int) -> dict[str, float]:
+    folder = Path(tempfile.mkdtemp(prefix="peakshop-winners-"))
+    settings = load_settings(
+        environ={},
+        env="production",
+        database_url=f"sqlite+aiosqlite:///{folder / 'bench.db'}",
+        admin_token=ADMIN.decode()[7:],
+        service_token=SERVICE.decode()[7:],
+        log_level="WARNING",
+        validation_log_dead_letter_path=str(folder / "dead.jsonl"),
+        rate_limit_validate_per_user="",
+        rate_limit_orders_per_user="",
+        worker_in_process=True,
+    )
+    await migrate.upgrade_async(settings)
+    app: Any = create_app(settings)
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    lifespan = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
+    )
+    await inbox.put({"type": "lifespan.startup"})
+    assert (await outbox.get())["type"] == "lifespan.startup.complete"
+    call = Caller(app)
+    admin, service = [(b"authorization", ADMIN)], [(b"authorization", SERVICE)]
+    now = datetime.now(UTC)
+    product = {"name": "winners", "price": "10.00", "stock": orders}
+    status, answer = await call("POST", "/api/v1/inventory", json.dumps(product).encode(), admin)
+    assert status == 201, answer
+    sale = {
+        "product_id": json.loads(answer)["id"],
+        "price": "5.00",
+        "quantity": orders,
+        "starts_at": (now - timedelta(minutes=1)).isoformat(),
+        "ends_at": (now + timedelta(hours=1)).isoformat(),
+        "per_user_limit": 1,
+    }
+    status, answer = await call("POST", "/api/v1/flash-sales", json.dumps(sale).encode(), admin)
+    assert status == 201, answer
+    path = f"/api/v1/flash-sales/{json.loads(answer)['id']}/orders"
+    engine = sa.create_engine(f"sqlite:///{folder / 'bench.db'}")
+
+    def confirmed() -> int:
+        with engine.connect() as conn:
+            query = sa.text("SELECT count(*) FROM orders WHERE status = 'confirmed'")
+            return int(conn.execute(query).scalar_one())
+
+    todo = iter(range(orders))
+
+    async def caller() -> None:
+        for n in todo:
+            body = json.dumps({"user_id": f"buyer-{n}", "quantity": 1}).encode()
+            status, answer = await call(
+                "POST", path, body, [*service, (b"idempotency-key", f"w{n}".encode())]
+            )
+            assert status == 202, answer
+
+    cpu, main, wall = time.process_time(), time.thread_time(), time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(100)))
+    while True:  # the worker has confirmed them all
+        if await asyncio.to_thread(confirmed) >= orders:
+            break
+        await asyncio.sleep(0.02)
+    result = {
+        "cpu_us_per_winner": (time.process_time() - cpu) / orders * 1e6,
+        "event_loop_us_per_winner": (time.thread_time() - main) / orders * 1e6,
+        "seconds": time.perf_counter() - wall,
+    }
+    await inbox.put({"type": "lifespan.shutdown"})
+    await outbox.get()
+    await lifespan
+    engine.dispose()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--orders", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    rounds = [asyncio.run(one_round(args.orders)) for _ in range(args.rounds)]
+    for key in rounds[0]:
+        values = [r[key] for r in rounds]
+        print(
+            f"{key}: median {statistics.median(values):,.0f} (rounds: "
+            + ", ".join(f"{v:,.0f}" for v in values)
+            + ")"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -115,11 +115,8 @@ def main() -> None:
     rounds = [asyncio.run(one_round(args.orders)) for _ in range(args.rounds)]
     for key in rounds[0]:
         values = [r[key] for r in rounds]
-        print(
-            f"{key}: median {statistics.median(values):,.0f} (rounds: "
-            + ", ".join(f"{v:,.0f}" for v in values)
-            + ")"
-        )
+        shown = ", ".join(f"{v:,.2f}" for v in values)
+        print(f"{key}: median {statistics.median(values):,.2f} (rounds: {shown})")
 
 
 if __name__ == "__main__":

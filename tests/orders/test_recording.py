@@ -13,7 +13,7 @@ from peakshop.db import Database
 from peakshop.inventory.models import flash_sales
 from peakshop.jobs.worker import JobType, new_message
 from peakshop.orders.models import orders
-from peakshop.orders.recording import Admitted, record_flash_orders
+from peakshop.orders.recording import Admitted, write_flash_orders
 from tests.coupons.support import Client
 from tests.orders.support import create_sale
 
@@ -41,7 +41,7 @@ def _admitted(sale: dict[str, Any], number: int, *, key: str | None = None) -> A
 async def _record(settings: Settings, batch: list[Admitted]) -> list[tuple[str, Any]]:
     db = Database(settings)
     try:
-        return await db.run_write(lambda conn: record_flash_orders(conn, batch))
+        return await write_flash_orders(db, batch)
     finally:
         await db.dispose()
 

@@ -4,8 +4,8 @@ batches (group commit).
 Admission decided in the hot store; the record takes the same units again with its own
 conditional statements (and CHECK constraints), so it can never hold more than the sale.
 The batched path writes a whole batch with a handful of statements; if anything in it is
-not the plain case (an order already recorded, a refusal), the batch is rolled back to a
-savepoint and written one order at a time instead.
+not the plain case (an order already recorded, a refusal), that transaction is rolled back
+and the batch is written one order at a time in another.
 """
 
 from __future__ import annotations
@@ -131,21 +131,40 @@ def record_flash_order(
     return ("created", None) if refusal is None else ("refused", None)
 
 
-def record_flash_orders(conn: sa.Connection, batch: list[Admitted]) -> list[Recorded]:
-    """Record a batch: the fast path if every order is new and fits, else one by one."""
-    savepoint = conn.begin_nested()
-    if _record_plain_batch(conn, batch):
-        savepoint.commit()
-        return [("created", None)] * len(batch)
-    savepoint.rollback()
-    results = []
-    for item in batch:
-        results.append(
-            record_flash_order(
-                conn, payload=item.payload, message=item.message, now=item.now, pay_by=item.pay_by
-            )
+class NotPlain(Exception):
+    """A batch holds an order that is not the plain case: its transaction must roll back."""
+
+
+async def write_flash_orders(
+    db: Database, batch: list[Admitted], *, background: bool = False
+) -> list[Recorded]:
+    """Record a batch in its own transaction: the fast path if every order is new and fits;
+    else that transaction rolls back and the batch is written one by one in another (two
+    transactions in the rare case, rather than a savepoint's two more statements in every
+    one)."""
+    try:
+        return await db.run_write(partial(record_flash_orders, batch=batch), background=background)
+    except NotPlain:
+        return await db.run_write(
+            partial(record_flash_orders_one_by_one, batch=batch), background=background
         )
-    return results
+
+
+def record_flash_orders(conn: sa.Connection, batch: list[Admitted]) -> list[Recorded]:
+    """The fast path: every order new and within the sale and the buyers' caps, written in
+    a few statements. Raises ``NotPlain`` (roll back) as soon as something is not plain."""
+    if not _record_plain_batch(conn, batch):
+        raise NotPlain()
+    return [("created", None)] * len(batch)
+
+
+def record_flash_orders_one_by_one(conn: sa.Connection, batch: list[Admitted]) -> list[Recorded]:
+    return [
+        record_flash_order(
+            conn, payload=item.payload, message=item.message, now=item.now, pay_by=item.pay_by
+        )
+        for item in batch
+    ]
 
 
 def _record_plain_batch(conn: sa.Connection, batch: list[Admitted]) -> bool:
@@ -209,8 +228,7 @@ class FlashOrderRecorder:
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                items = [item for item, _ in batch]
-                results = await self._db.run_write(partial(record_flash_orders, batch=items))
+                results = await write_flash_orders(self._db, [item for item, _ in batch])
             except asyncio.CancelledError:
                 for _, future in batch:
                     future.cancel()

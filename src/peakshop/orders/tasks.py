@@ -175,9 +175,7 @@ async def _record_missing(
         recording.Admitted(payload=payloads[i], message=contexts[i].message, now=now, pay_by=pay_by)
         for i in flash
     ]
-    results = await runtime.db.run_write(
-        partial(recording.record_flash_orders, batch=batch), background=True
-    )
+    results = await recording.write_flash_orders(runtime.db, batch, background=True)
     for index, (outcome, _) in zip(flash, results, strict=True):
         payload = payloads[index]
         _announce_recorded(runtime, payload, outcome)

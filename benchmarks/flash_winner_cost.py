@@ -20,58 +20,19 @@ import json
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 
-from hot_paths_inprocess import ADMIN, SERVICE, Caller
-from peakshop import migrate
-from peakshop.app import create_app
-from peakshop.config import load_settings
+from hot_paths_inprocess import SERVICE, Caller, new_sale, start_app
 
 
 async def one_round(orders: int) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="peakshop-winners-"))
-    settings = load_settings(
-        environ={},
-        env="production",
-        database_url=f"sqlite+aiosqlite:///{folder / 'bench.db'}",
-        admin_token=ADMIN.decode()[7:],
-        service_token=SERVICE.decode()[7:],
-        log_level="WARNING",
-        validation_log_dead_letter_path=str(folder / "dead.jsonl"),
-        rate_limit_validate_per_user="",
-        rate_limit_orders_per_user="",
-        worker_in_process=True,
-    )
-    await migrate.upgrade_async(settings)
-    app: Any = create_app(settings)
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    lifespan = asyncio.create_task(
-        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
-    )
-    await inbox.put({"type": "lifespan.startup"})
-    assert (await outbox.get())["type"] == "lifespan.startup.complete"
+    app, stop = await start_app(folder, worker_in_process=True)
     call = Caller(app)
-    admin, service = [(b"authorization", ADMIN)], [(b"authorization", SERVICE)]
-    now = datetime.now(UTC)
-    product = {"name": "winners", "price": "10.00", "stock": orders}
-    status, answer = await call("POST", "/api/v1/inventory", json.dumps(product).encode(), admin)
-    assert status == 201, answer
-    sale = {
-        "product_id": json.loads(answer)["id"],
-        "price": "5.00",
-        "quantity": orders,
-        "starts_at": (now - timedelta(minutes=1)).isoformat(),
-        "ends_at": (now + timedelta(hours=1)).isoformat(),
-        "per_user_limit": 1,
-    }
-    status, answer = await call("POST", "/api/v1/flash-sales", json.dumps(sale).encode(), admin)
-    assert status == 201, answer
-    path = f"/api/v1/flash-sales/{json.loads(answer)['id']}/orders"
+    service = [(b"authorization", SERVICE)]
+    path = await new_sale(call, "winners", orders)
     engine = sa.create_engine(f"sqlite:///{folder / 'bench.db'}")
 
     def confirmed() -> int:
@@ -100,9 +61,7 @@ async def one_round(orders: int) -> dict[str, float]:
         "event_loop_us_per_winner": (time.thread_time() - main) / orders * 1e6,
         "seconds": time.perf_counter() - wall,
     }
-    await inbox.put({"type": "lifespan.shutdown"})
-    await outbox.get()
-    await lifespan
+    await stop()
     engine.dispose()
     return result
 

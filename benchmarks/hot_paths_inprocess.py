@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ from peakshop.config import load_settings
 
 ADMIN = b"Bearer bench-admin-token-0123456789abcdef"
 SERVICE = b"Bearer bench-service-token-0123456789abcdef"
+
+
+Stop = Callable[[], Awaitable[None]]
 
 
 class Caller:
@@ -87,8 +91,9 @@ class Caller:
         return status, b"".join(chunks)
 
 
-async def run(requests: int, rounds: int, slow_requests: int) -> dict[str, list[float]]:
-    folder = Path(tempfile.mkdtemp(prefix="peakshop-hotpaths-"))
+async def start_app(folder: Path, *, worker_in_process: bool) -> tuple[Any, Stop]:
+    """The app on a fresh, migrated SQLite database in ``folder``, its lifespan started (no
+    rate limits, quiet logs); returns it and what stops it."""
     settings = load_settings(
         environ={},
         env="production",
@@ -99,18 +104,51 @@ async def run(requests: int, rounds: int, slow_requests: int) -> dict[str, list[
         validation_log_dead_letter_path=str(folder / "dead.jsonl"),
         rate_limit_validate_per_user="",
         rate_limit_orders_per_user="",
-        worker_in_process=False,
+        worker_in_process=worker_in_process,
     )
     await migrate.upgrade_async(settings)
-    app = create_app(settings)
-    asgi: Any = app  # called with plain dicts, not Litestar's typed ASGI events
+    app: Any = create_app(settings)  # called with plain dicts, not Litestar's typed events
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     lifespan = asyncio.create_task(
-        asgi({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
     )
     await inbox.put({"type": "lifespan.startup"})
     assert (await outbox.get())["type"] == "lifespan.startup.complete"
+
+    async def stop() -> None:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await outbox.get()
+        await lifespan
+
+    return app, stop
+
+
+async def new_sale(call: Caller, name: str, quantity: int) -> str:
+    """A product with ``quantity`` units, all in a sale active now (cap 1 per buyer); the
+    path its orders are placed on."""
+    admin = [(b"authorization", ADMIN)]
+    now = datetime.now(UTC)
+    product = {"name": name, "price": "10.00", "stock": quantity}
+    status, answer = await call("POST", "/api/v1/inventory", json.dumps(product).encode(), admin)
+    assert status == 201, answer
+    sale = {
+        "product_id": json.loads(answer)["id"],
+        "price": "5.00",
+        "quantity": quantity,
+        "starts_at": (now - timedelta(minutes=1)).isoformat(),
+        "ends_at": (now + timedelta(hours=1)).isoformat(),
+        "per_user_limit": 1,
+    }
+    status, answer = await call("POST", "/api/v1/flash-sales", json.dumps(sale).encode(), admin)
+    assert status == 201, answer
+    return f"/api/v1/flash-sales/{json.loads(answer)['id']}/orders"
+
+
+async def run(requests: int, rounds: int, slow_requests: int) -> dict[str, list[float]]:
+    app, stop = await start_app(
+        Path(tempfile.mkdtemp(prefix="peakshop-hotpaths-")), worker_in_process=False
+    )
     call = Caller(app)
     admin = [(b"authorization", ADMIN)]
     service = [(b"authorization", SERVICE)]
@@ -126,20 +164,7 @@ async def run(requests: int, rounds: int, slow_requests: int) -> dict[str, list[
     }
     status, answer = await call("POST", "/api/v1/coupons", json.dumps(coupon).encode(), admin)
     assert status == 201, answer
-    product = {"name": "bench", "price": "10.00", "stock": 10}
-    status, answer = await call("POST", "/api/v1/inventory", json.dumps(product).encode(), admin)
-    assert status == 201, answer
-    sale = {
-        "product_id": json.loads(answer)["id"],
-        "price": "5.00",
-        "quantity": 1,
-        "starts_at": (now - timedelta(minutes=1)).isoformat(),
-        "ends_at": (now + timedelta(hours=1)).isoformat(),
-        "per_user_limit": 1,
-    }
-    status, answer = await call("POST", "/api/v1/flash-sales", json.dumps(sale).encode(), admin)
-    assert status == 201, answer
-    sale_path = f"/api/v1/flash-sales/{json.loads(answer)['id']}/orders"
+    sale_path = await new_sale(call, "bench", 1)
     first = json.dumps({"user_id": "winner", "quantity": 1}).encode()
     status, answer = await call("POST", sale_path, first, [*service, (b"idempotency-key", b"w")])
     assert status == 202, answer
@@ -158,18 +183,7 @@ async def run(requests: int, rounds: int, slow_requests: int) -> dict[str, list[
 
     # An admitted order each time (a sale big enough for all of them) and a list page no one
     # asked for before (a new price floor each time, on a few hundred products).
-    big = {**sale, "quantity": 100_000, "per_user_limit": 1}
-    status, answer = await call(
-        "POST",
-        "/api/v1/inventory",
-        json.dumps({"name": "bench-big", "price": "10.00", "stock": 100_000}).encode(),
-        admin,
-    )
-    assert status == 201, answer
-    big["product_id"] = json.loads(answer)["id"]
-    status, answer = await call("POST", "/api/v1/flash-sales", json.dumps(big).encode(), admin)
-    assert status == 201, answer
-    big_path = f"/api/v1/flash-sales/{json.loads(answer)['id']}/orders"
+    big_path = await new_sale(call, "bench-big", 100_000)
     for n in range(300):
         listed = {"name": f"listed-{n}", "price": f"{1 + n}.00", "stock": 1}
         status, answer = await call("POST", "/api/v1/products", json.dumps(listed).encode(), admin)
@@ -206,9 +220,7 @@ async def run(requests: int, rounds: int, slow_requests: int) -> dict[str, list[
                 results[name].append((time.perf_counter() - started) / count * 1e6)
             handoffs[name] = (HANDOFFS[0] - handoffs_before) / (rounds * count)
     finally:
-        await inbox.put({"type": "lifespan.shutdown"})
-        await outbox.get()
-        await lifespan
+        await stop()
     return results
 
 

@@ -52,15 +52,26 @@ def log_database_path(database_path: str) -> str:
 
 def sqlite_log_engine(log_path: str, *, busy_timeout_ms: int, cache_mib: int) -> sa.Engine:
     """The one writing connection of the log file (the sqlite3 driver, used from a thread)."""
-    engine = sa.create_engine(
+    return _sync_sqlite_engine(
         f"sqlite+pysqlite:///{log_path}",
         pool_size=1,
-        max_overflow=0,
+        begin="BEGIN IMMEDIATE",
+        busy_timeout_ms=busy_timeout_ms,
+        cache_mib=cache_mib,
+    )
+
+
+def _sync_sqlite_engine(
+    url: str | sa.URL, *, pool_size: int, begin: str, busy_timeout_ms: int, cache_mib: int = 0
+) -> sa.Engine:
+    """An engine of the plain sqlite3 driver whose connections are used from threads."""
+    engine = sa.create_engine(
+        make_url(url).set(drivername="sqlite+pysqlite"),
+        pool_size=pool_size,
+        max_overflow=0 if pool_size == 1 else pool_size,
         connect_args={"check_same_thread": False},
     )
-    _configure_sqlite(
-        engine, begin="BEGIN IMMEDIATE", busy_timeout_ms=busy_timeout_ms, cache_mib=cache_mib
-    )
+    _configure_sqlite(engine, begin=begin, busy_timeout_ms=busy_timeout_ms, cache_mib=cache_mib)
     return engine
 
 
@@ -127,14 +138,9 @@ class Database:
             # ``run_write``'s connection: the plain sqlite3 driver on one thread of its own.
             # It and ``write_engine`` take turns through ``_write_turn``, so the process
             # still has one writer at a time.
-            self.sync_write_engine: sa.Engine | None = sa.create_engine(
-                make_url(self.url).set(drivername="sqlite+pysqlite"),
+            self.sync_write_engine: sa.Engine | None = _sync_sqlite_engine(
+                self.url,
                 pool_size=1,
-                max_overflow=0,
-                connect_args={"check_same_thread": False},
-            )
-            _configure_sqlite(
-                self.sync_write_engine,
                 begin="BEGIN IMMEDIATE",
                 busy_timeout_ms=settings.sqlite_busy_timeout_ms,
                 cache_mib=settings.sqlite_write_cache_mib,
@@ -153,14 +159,9 @@ class Database:
                 attach_logs=self.log_path,
             )
             # ``run_read``'s engine: the plain sqlite3 driver, used from worker threads.
-            self.sync_read_engine: sa.Engine | None = sa.create_engine(
-                make_url(self.url).set(drivername="sqlite+pysqlite"),
+            self.sync_read_engine: sa.Engine | None = _sync_sqlite_engine(
+                self.url,
                 pool_size=4,
-                max_overflow=4,
-                connect_args={"check_same_thread": False},
-            )
-            _configure_sqlite(
-                self.sync_read_engine,
                 begin="BEGIN",
                 busy_timeout_ms=settings.sqlite_busy_timeout_ms,
             )

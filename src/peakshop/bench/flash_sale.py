@@ -23,8 +23,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from peakshop.bench import report
 from peakshop.bench.flash_sale_check import admission_outcomes, attempts, create_sale, settle
@@ -39,6 +42,8 @@ from peakshop.bench.servers import (
     spawn_peakshop,
 )
 from peakshop.config import Mode, Settings
+from peakshop.inventory.models import flash_sale_buyers, flash_sales
+from peakshop.orders.models import orders
 
 SCENARIOS = {
     # name: (units, attempts, buyers)
@@ -219,6 +224,7 @@ def run(options: FlashSaleOptions, *, settings: Settings, console: Console) -> i
             conv_sale = asyncio.run(_sale_for_conventional(options, settings, units))
             conv = _runner(options, console, token, conv_sale, count, users, f"c{conv_sale}")
             runs.append(_measure(conv, "conventional FOR UPDATE", conventional, options, count))
+            asyncio.run(close_conventional_sale(settings, conv_sale))
     targets = judge_scenario(options.scenario, runs, settings=settings, rate=options.rate)
     report.print_report(console, runs=runs, targets=targets, extra=[])
     console.print(_verdict_table(runs[0]))
@@ -269,6 +275,38 @@ async def _sale_for_conventional(options: FlashSaleOptions, settings: Settings, 
             headers={"Authorization": f"Bearer {settings.admin_token}"},
         )
         return int(sale.json()["id"])
+
+
+async def close_conventional_sale(settings: Settings, sale_id: int) -> None:
+    """End the baseline's sale once measured: its orders are never processed (the baseline
+    has no queue), and left pending in the database they would be cancelled by the payment
+    sweep of whichever peakshop runs next on it, in the middle of that run's measurement.
+    Its pending orders are cancelled, their units given back, and the sale ended."""
+    engine = create_async_engine(settings.database_url, poolclass=NullPool)
+    now = datetime.now(UTC)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.update(orders)
+                .where(orders.c.flash_sale_id == sale_id, orders.c.status == "pending")
+                .values(status="cancelled", failure_reason="bench_baseline_closed", updated_at=now)
+            )
+            await conn.execute(
+                sa.update(flash_sales)
+                .where(flash_sales.c.id == sale_id)
+                .values(
+                    remaining=flash_sales.c.remaining + flash_sales.c.reserved,
+                    reserved=0,
+                    ends_at=now,
+                )
+            )
+            await conn.execute(
+                sa.update(flash_sale_buyers)
+                .where(flash_sale_buyers.c.sale_id == sale_id)
+                .values(quantity=0)
+            )
+    finally:
+        await engine.dispose()
 
 
 def _verdict_table(run: dict[str, Any]) -> Table:

@@ -100,9 +100,9 @@ class _FlashOrder:
             payload=self.payload,
             subject=order_id,
         )
+        # Encoded for the stream only by a store that enqueues it (the Redis script).
         return PreparedOrder(
-            record=admission_record(digest, order_id, job_id),
-            message=msgspec.json.encode(self.message),
+            record=admission_record(digest, order_id, job_id), message=self.message
         )
 
 

@@ -9,7 +9,7 @@ import msgspec
 
 from peakshop.config import Settings
 from peakshop.db import Database
-from peakshop.jobs.queue import JobQueue
+from peakshop.jobs.queue import JobMessage, JobQueue
 
 MessageHandler = Callable[[str], Awaitable[None]]
 ResyncHandler = Callable[[], Awaitable[None]]
@@ -58,7 +58,7 @@ class PreparedOrder(msgspec.Struct, frozen=True, kw_only=True):
     refused buyer costs no ids, hash or message."""
 
     record: str
-    message: bytes
+    message: JobMessage
 
 
 class SaleSnapshot(msgspec.Struct, frozen=True, kw_only=True):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from redis import asyncio as aioredis
 
-from peakshop.jobs.queue_redis import FIELD, STREAM
+from peakshop.jobs.queue_redis import FIELD, STREAM, encode_message
 from peakshop.state.ports import Admission, PreparedOrder, SaleSnapshot
 
 PREFIX = "peakshop:"
@@ -112,7 +112,7 @@ class RedisSaleCounters:
                 per_user_limit,
                 idempotency_key,
                 order.record,
-                order.message,
+                encode_message(order.message),
                 FIELD,
             ],
         )

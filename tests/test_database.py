@@ -5,7 +5,9 @@ with ``Database.write()`` (one writer at a time in the process)."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -90,3 +92,92 @@ async def test_on_sqlite_run_write_waits_for_an_open_write_transaction(sqlite_ur
         assert await _rows(db) == [1, 2]
     finally:
         await db.dispose()
+
+
+async def test_on_sqlite_an_inline_write_runs_on_the_event_loop_and_rolls_back_on_error(
+    sqlite_url: str,
+) -> None:
+    db = Database(make_settings(sqlite_url))
+    try:
+        await db.run_write(lambda conn: scratch.create(conn, checkfirst=True))
+
+        def insert(conn: sa.Connection) -> int:
+            conn.execute(sa.insert(scratch).values(n=1))
+            return threading.get_ident()
+
+        def insert_then_fail(conn: sa.Connection) -> None:
+            conn.execute(sa.insert(scratch).values(n=2))
+            raise RuntimeError("half way")
+
+        assert await db.run_write(insert, inline=True) == threading.get_ident()
+        with pytest.raises(RuntimeError, match="half way"):
+            await db.run_write(insert_then_fail, inline=True)
+        assert await _rows(db) == [1]
+    finally:
+        await db.dispose()
+
+
+async def test_on_sqlite_an_inline_write_blocked_by_another_process_moves_to_the_thread(
+    sqlite_url: str,
+) -> None:
+    """Another connection (another process, for SQLite) holds the write lock longer than
+    the inline wait: the write is not refused, it waits for the lock off the event loop."""
+    db = Database(make_settings(sqlite_url, sqlite_busy_timeout_ms=5_000))
+    path = sqlite_url.removeprefix("sqlite+aiosqlite:///")
+    try:
+        await db.run_write(lambda conn: scratch.create(conn, checkfirst=True))
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        released_at: list[float] = []
+
+        async def release_later() -> None:
+            await asyncio.sleep(0.3)
+            released_at.append(time.monotonic())
+            other.execute("COMMIT")
+
+        def insert(conn: sa.Connection) -> int:
+            conn.execute(sa.insert(scratch).values(n=7))
+            return threading.get_ident()
+
+        loop_ticks = 0
+
+        async def tick() -> None:
+            nonlocal loop_ticks
+            while True:
+                await asyncio.sleep(0.01)
+                loop_ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        releaser = asyncio.create_task(release_later())
+        thread = await db.run_write(insert, inline=True)
+        await releaser
+        ticker.cancel()
+        other.close()
+        assert thread != threading.get_ident()  # it moved to the write thread
+        assert loop_ticks >= 10  # and the event loop kept running while it waited
+        assert await _rows(db) == [7]
+    finally:
+        await db.dispose()
+
+
+async def test_on_sqlite_the_checkpointer_copies_the_log_back_and_stops(sqlite_url: str) -> None:
+    db = Database(make_settings(sqlite_url))
+    assert db.checkpointer is not None
+    try:
+        await db.run_write(lambda conn: scratch.create(conn, checkfirst=True))
+        for start in range(0, 2_000, 100):
+            rows = [{"n": n} for n in range(start, start + 100)]
+            await db.run_write(lambda conn, rows=rows: conn.execute(sa.insert(scratch), rows))
+        # The writers' own checkpoint is at 10,000 pages: these few hundred are copied back
+        # by the checkpointer's thread, all of them once the writes stop.
+        deadline = time.monotonic() + 5
+        result = db.checkpointer.last_result
+        while (result is None or result[2] == 0 or result[1] != result[2]) and (
+            time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.05)
+            result = db.checkpointer.last_result
+        assert result is not None and result[1] > 0 and result[2] == result[1]
+    finally:
+        await db.dispose()
+    assert db.checkpointer._thread is None

@@ -26,6 +26,7 @@ from peakshop.jobs import tasks as jobs_tasks
 from peakshop.jobs.queue import JobQueue
 from peakshop.jobs.worker import Worker
 from peakshop.kit.batch_writer import BatchWriter
+from peakshop.kit.foreground import ForegroundLoad, YieldToRequests
 from peakshop.monitoring import metrics
 from peakshop.monitoring.live import LiveEvents
 from peakshop.monitoring.monitor import Monitor
@@ -45,6 +46,9 @@ class Runtime:
         `peakshop worker` process (it publishes live events, it has no monitor)."""
         self.settings = settings
         self.role = role
+        # Requests per second, counted by the HTTP middleware: the in-process worker yields
+        # to a burst of them (kit/foreground.py).
+        self.foreground = ForegroundLoad()
         self.db = Database(settings)
         self.state: HotState = build_state(settings, self.db)
         # Routes call ``await runtime.limiter.check(<rule>, user_id=..., client_ip=...)``.
@@ -129,6 +133,14 @@ class Runtime:
             concurrency=concurrency or self.settings.worker_concurrency,
             lease_seconds=self.settings.job_lease_seconds,
             adopt_after_seconds=self.settings.job_adopt_after_seconds,
+            # Only a serving process has requests to yield to.
+            yield_to=YieldToRequests(
+                self.foreground,
+                above_rps=self.settings.worker_yield_above_rps,
+                max_seconds=self.settings.worker_max_yield_seconds,
+            )
+            if self.role == "api" and self.settings.worker_yield_above_rps > 0
+            else None,
         )
         self.worker.start()
         return self.worker

@@ -27,6 +27,7 @@ from peakshop.jobs import repository
 from peakshop.jobs.queue import Delivery, JobMessage, JobQueue
 from peakshop.jobs.retry import RetryPolicy
 from peakshop.kit.clock import utcnow
+from peakshop.kit.foreground import YieldToRequests
 from peakshop.monitoring import metrics
 
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ class Worker:
         concurrency: int,
         lease_seconds: float,
         adopt_after_seconds: float = 5.0,
+        yield_to: YieldToRequests | None = None,
     ) -> None:
         self._runtime = runtime
         self._queue = queue
@@ -127,6 +129,7 @@ class Worker:
         self._sweeps = sweeps
         self._lease = lease_seconds
         self._adopt_after = adopt_after_seconds
+        self._yield_to = yield_to
         self._slots = asyncio.Semaphore(concurrency)
         self._consumer = consumer_name()
         self._running: set[asyncio.Task[None]] = set()
@@ -159,6 +162,8 @@ class Worker:
                 # Wait for a free slot first: a delivery waiting in this process's memory
                 # would only age towards its lease.
                 await self._has_free_slot()
+                if self._yield_to is not None:
+                    await self._yield_to.wait()
                 deliveries = await self._queue.receive(
                     consumer=self._consumer, count=RECEIVE_BATCH, wait=1.0
                 )

@@ -24,15 +24,23 @@ from sqlalchemy.engine import RowMapping
 
 from peakshop.db import Database
 from peakshop.inventory import repository as inventory_repository
+from peakshop.inventory.models import flash_sale_buyers, flash_sales
 from peakshop.jobs import repository as jobs_repository
+from peakshop.jobs.models import jobs
 from peakshop.jobs.queue import JobMessage
+from peakshop.kit.sqlite_driver import datetime_processor, execute_many, insert_sql
 from peakshop.orders import repository
 from peakshop.orders.lifecycle import FLASH_SCOPE
+from peakshop.orders.models import order_items, orders
 
 log = structlog.get_logger(__name__)
 
 Recorded = tuple[str, RowMapping | None]
 MAX_BATCH = 500
+# Batches up to this size are written on the event loop's thread (~1 ms at most on the
+# driver path, kit/sqlite_driver.py); bigger ones in the write thread, so that the loop
+# keeps answering refused buyers meanwhile.
+MAX_INLINE_BATCH = 32
 
 
 class Admitted(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,9 +149,13 @@ async def write_flash_orders(
     """Record a batch in its own transaction: the fast path if every order is new and fits;
     else that transaction rolls back and the batch is written one by one in another (two
     transactions in the rare case, rather than a savepoint's two more statements in every
-    one)."""
+    one). A small batch that buyers wait for is written on the event loop's thread (see
+    ``Database.run_write``)."""
+    inline = not background and len(batch) <= MAX_INLINE_BATCH
     try:
-        return await db.run_write(partial(record_flash_orders, batch=batch), background=background)
+        return await db.run_write(
+            partial(record_flash_orders, batch=batch), background=background, inline=inline
+        )
     except NotPlain:
         return await db.run_write(
             partial(record_flash_orders_one_by_one, batch=batch), background=background
@@ -170,20 +182,15 @@ def record_flash_orders_one_by_one(conn: sa.Connection, batch: list[Admitted]) -
 def _record_plain_batch(conn: sa.Connection, batch: list[Admitted]) -> bool:
     """Every order inserted, every sale's units and every buyer's cap taken, in a few
     statements; False (the caller rolls back) as soon as something is not plain."""
+    if conn.dialect.name == "sqlite":
+        return _record_plain_batch_on_driver(conn, batch)
     orders = [
         _order_values(i.payload, job_id=i.message.id, now=i.now, pay_by=i.pay_by) for i in batch
     ]
     if repository.insert_orders_unless_exist(conn, orders) != len(batch):
         return False
     repository.insert_items(conn, [_item_values(i.payload) for i in batch])
-    per_sale: dict[int, int] = defaultdict(int)
-    per_buyer: dict[tuple[int, str], int] = defaultdict(int)
-    limits: dict[int, int] = {}
-    for item in batch:
-        payload = item.payload
-        per_sale[payload["sale_id"]] += payload["quantity"]
-        per_buyer[(payload["sale_id"], payload["user_id"])] += payload["quantity"]
-        limits[payload["sale_id"]] = payload["per_user_limit"]
+    per_sale, per_buyer, limits = _units_per_sale_and_buyer(batch)
     for sale_id, units in per_sale.items():
         if not inventory_repository.take_from_sale(conn, sale_id, units):
             return False
@@ -195,6 +202,90 @@ def _record_plain_batch(conn: sa.Connection, batch: list[Admitted]) -> bool:
     jobs_repository.insert_jobs(
         conn, [i.message for i in batch], now=batch[0].now, available_at=batch[0].now.timestamp()
     )
+    return True
+
+
+def _units_per_sale_and_buyer(
+    batch: list[Admitted],
+) -> tuple[dict[int, int], dict[tuple[int, str], int], dict[int, int]]:
+    per_sale: dict[int, int] = defaultdict(int)
+    per_buyer: dict[tuple[int, str], int] = defaultdict(int)
+    limits: dict[int, int] = {}
+    for item in batch:
+        payload = item.payload
+        per_sale[payload["sale_id"]] += payload["quantity"]
+        per_buyer[(payload["sale_id"], payload["user_id"])] += payload["quantity"]
+        limits[payload["sale_id"]] = payload["per_user_limit"]
+    return per_sale, per_buyer, limits
+
+
+# The same batch on SQLite, as the statements above but run on the sqlite3 driver (see
+# kit/sqlite_driver.py: Core's per-statement Python held the GIL for ~220 us per order while
+# requests waited). tests/orders/test_recording.py checks both paths write the same rows.
+_ORDER_COLUMNS = (
+    "id", "user_id", "kind", "flash_sale_id", "status", "subtotal_cents", "discount_cents",
+    "total_cents", "idempotency_scope", "idempotency_key", "request_hash", "job_id",
+    "created_at", "updated_at", "pay_by",
+)  # fmt: skip
+_INSERT_ORDERS = insert_sql(orders, _ORDER_COLUMNS, conflict="ON CONFLICT DO NOTHING")
+_INSERT_ITEMS = insert_sql(order_items, ("order_id", "product_id", "quantity", "unit_price_cents"))
+_JOB_COLUMNS = (
+    "id", "name", "payload", "max_attempts", "subject", "status", "attempts", "available_at",
+    "created_at", "updated_at",
+)  # fmt: skip
+_INSERT_JOBS = insert_sql(jobs, _JOB_COLUMNS, conflict="ON CONFLICT DO NOTHING")
+_TAKE_FROM_SALE = (
+    f"UPDATE {flash_sales.name} SET remaining = remaining - ?, reserved = reserved + ? "
+    "WHERE id = ? AND remaining >= ?"
+)
+# A buyer's units grow only while they stay within the cap: the upsert's WHERE refuses
+# (and counts 0) otherwise. Parameters: sale, user, units, cap.
+_HOLD_FOR_BUYER = (
+    insert_sql(flash_sale_buyers, ("sale_id", "user_id", "quantity"))
+    + " ON CONFLICT (sale_id, user_id) DO UPDATE"
+    f" SET quantity = {flash_sale_buyers.name}.quantity + excluded.quantity"
+    f" WHERE {flash_sale_buyers.name}.quantity + excluded.quantity <= ?"
+)
+_stored_time = datetime_processor(orders.c.created_at)
+
+
+def _record_plain_batch_on_driver(conn: sa.Connection, batch: list[Admitted]) -> bool:
+    order_rows = []
+    item_rows = []
+    job_rows = []
+    for item in batch:
+        payload, message = item.payload, item.message
+        now = _stored_time(item.now)
+        quantity, price = payload["quantity"], payload["unit_price_cents"]
+        subtotal = price * quantity
+        order_id, sale_id = payload["order_id"], payload["sale_id"]
+        order_rows.append(
+            (
+                order_id, payload["user_id"], "flash_sale", sale_id, "pending", subtotal, 0,
+                subtotal, FLASH_SCOPE.format(sale_id=sale_id), payload["idempotency_key"],
+                payload["request_hash"], message.id, now, now, _stored_time(item.pay_by),
+            )
+        )  # fmt: skip
+        item_rows.append((order_id, payload["product_id"], quantity, price))
+        job_rows.append(
+            (
+                message.id, message.name, message.payload, message.max_attempts,
+                message.subject, "queued", 0, item.now.timestamp(), now, now,
+            )
+        )  # fmt: skip
+    if execute_many(conn, _INSERT_ORDERS, order_rows) != len(batch):
+        return False
+    execute_many(conn, _INSERT_ITEMS, item_rows)
+    per_sale, per_buyer, limits = _units_per_sale_and_buyer(batch)
+    for sale_id, units in per_sale.items():
+        if not execute_many(conn, _TAKE_FROM_SALE, [(units, units, sale_id, units)]):
+            return False
+    holds = [(sale, user, units, limits[sale]) for (sale, user), units in per_buyer.items()]
+    if any(units > cap for _, _, units, cap in holds):
+        return False
+    if execute_many(conn, _HOLD_FOR_BUYER, holds) != len(holds):
+        return False
+    execute_many(conn, _INSERT_JOBS, job_rows)
     return True
 
 

@@ -1,0 +1,67 @@
+"""The request rate background work yields to, and the bounded wait built on it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from peakshop.kit.foreground import SLOT_SECONDS, ForegroundLoad, YieldToRequests
+
+
+def test_the_rate_counts_the_previous_slot_and_the_current_one() -> None:
+    load = ForegroundLoad()
+    start = 1_000 * SLOT_SECONDS  # the start of a slot
+    for n in range(50):  # 50 requests in the first slot
+        load.note(start + n * SLOT_SECONDS / 50)
+    # Over the (empty) previous slot and the elapsed part of this one.
+    assert load.rate(start + SLOT_SECONDS * 0.99) == pytest.approx(50 / (SLOT_SECONDS * 1.99))
+    # Half-way through the next slot with 10 more: 60 over 1.5 slots.
+    for n in range(10):
+        load.note(start + SLOT_SECONDS + n * 0.001)
+    assert load.rate(start + SLOT_SECONDS * 1.5) == pytest.approx(60 / (SLOT_SECONDS * 1.5))
+    # A slot later the first one no longer counts; two slots of silence: nothing.
+    assert load.rate(start + SLOT_SECONDS * 2.5) == pytest.approx(10 / (SLOT_SECONDS * 1.5))
+    assert load.rate(start + SLOT_SECONDS * 3.5) == pytest.approx(0.0)
+    # A request after a gap starts afresh (the old slot is not taken as the previous one).
+    load.note(start + SLOT_SECONDS * 10)
+    assert load.rate(start + SLOT_SECONDS * 10) == pytest.approx(1 / SLOT_SECONDS)
+
+
+async def _busy_for(load: ForegroundLoad, seconds: float, per_second: int) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for _ in range(per_second // 100):
+            load.note()
+        await asyncio.sleep(0.01)
+
+
+async def test_background_work_waits_while_requests_are_fast_then_goes_on() -> None:
+    load = ForegroundLoad()
+    yielding = YieldToRequests(load, above_rps=200, max_seconds=30)
+    await asyncio.wait_for(yielding.wait(), 0.1)  # idle: no wait
+    burst = asyncio.create_task(_busy_for(load, 0.6, per_second=2_000))
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    await asyncio.wait_for(yielding.wait(), 5)
+    waited = time.monotonic() - started
+    await burst
+    # It went on only once the burst was over (the rate falls within a slot or two after).
+    assert 0.4 <= waited <= 0.5 + 3 * SLOT_SECONDS
+    assert yielding.waited_seconds >= 0.4
+
+
+async def test_a_burst_longer_than_the_limit_gets_the_work_beside_it() -> None:
+    load = ForegroundLoad()
+    yielding = YieldToRequests(load, above_rps=200, max_seconds=0.3)
+    burst = asyncio.create_task(_busy_for(load, 1.5, per_second=2_000))
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    await asyncio.wait_for(yielding.wait(), 5)
+    assert 0.25 <= time.monotonic() - started <= 0.6
+    # Still the same burst: no more waiting.
+    started = time.monotonic()
+    await yielding.wait()
+    assert time.monotonic() - started < 0.05
+    await burst

@@ -180,7 +180,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app._dispatch,
         stats=runtime.monitor.requests if settings.monitoring_enabled else None,
         slow_seconds=settings.slow_request_ms / 1000,
-        load=runtime.foreground,
     )
     app.state.runtime = runtime
     app._runtime = runtime

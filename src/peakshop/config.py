@@ -97,10 +97,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # The serving process works the queue itself: by default in embedded mode only (in scaled
     # mode `peakshop worker` processes do).
     worker_in_process: bool | None = None
-    # The in-process worker yields to a burst of requests (kit/foreground.py): while they
-    # arrive faster than this many per second it takes no jobs, for at most
+    # The in-process worker yields to a burst of orders (kit/foreground.py): while they are
+    # placed faster than this many per second it takes no jobs, for at most
     # worker_max_yield_seconds in a row (then it works beside them). 0 turns it off.
-    worker_yield_above_rps: float = 200.0
+    worker_yield_above_order_rate: float = 200.0
     worker_max_yield_seconds: float = 30.0
     low_stock_threshold: int = 10
     # Notifications (jobs/notifications.py): the order confirmation email over SMTP (no host:
@@ -294,7 +294,7 @@ def _check_orders(settings: Settings) -> None:
         raise SettingsError("payment delay must be >= 0 and the payment window > 0")
     if settings.order_job_max_attempts < 1 or settings.worker_concurrency < 1:
         raise SettingsError("order job attempts and worker concurrency must be at least 1")
-    if settings.worker_yield_above_rps < 0 or settings.worker_max_yield_seconds < 0:
+    if settings.worker_yield_above_order_rate < 0 or settings.worker_max_yield_seconds < 0:
         raise SettingsError("worker yield threshold and time must not be negative")
     if min(settings.job_lease_seconds, settings.job_republish_grace_seconds) <= 0 or (
         settings.job_adopt_after_seconds < 0

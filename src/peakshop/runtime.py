@@ -26,7 +26,7 @@ from peakshop.jobs import tasks as jobs_tasks
 from peakshop.jobs.queue import JobQueue
 from peakshop.jobs.worker import Worker
 from peakshop.kit.batch_writer import BatchWriter
-from peakshop.kit.foreground import ForegroundLoad, YieldToRequests
+from peakshop.kit.foreground import ForegroundLoad, YieldToBursts
 from peakshop.monitoring import metrics
 from peakshop.monitoring.live import LiveEvents
 from peakshop.monitoring.monitor import Monitor
@@ -46,8 +46,8 @@ class Runtime:
         `peakshop worker` process (it publishes live events, it has no monitor)."""
         self.settings = settings
         self.role = role
-        # Requests per second, counted by the HTTP middleware: the in-process worker yields
-        # to a burst of them (kit/foreground.py).
+        # Orders placed per second (flash-sale winners, regular orders): the in-process
+        # worker yields to a burst of them (kit/foreground.py).
         self.foreground = ForegroundLoad()
         self.db = Database(settings)
         self.state: HotState = build_state(settings, self.db)
@@ -64,7 +64,7 @@ class Runtime:
             settings, self.db
         )
         self.sale_directory = SaleDirectory(self.db)
-        self.flash_recorder = FlashOrderRecorder(self.db)
+        self.flash_recorder = FlashOrderRecorder(self.db, load=self.foreground)
         self.payment = build_confirmation(settings)
         self.job_types = {
             job.name: job
@@ -134,12 +134,12 @@ class Runtime:
             lease_seconds=self.settings.job_lease_seconds,
             adopt_after_seconds=self.settings.job_adopt_after_seconds,
             # Only a serving process has requests to yield to.
-            yield_to=YieldToRequests(
+            yield_to=YieldToBursts(
                 self.foreground,
-                above_rps=self.settings.worker_yield_above_rps,
+                above_rate=self.settings.worker_yield_above_order_rate,
                 max_seconds=self.settings.worker_max_yield_seconds,
             )
-            if self.role == "api" and self.settings.worker_yield_above_rps > 0
+            if self.role == "api" and self.settings.worker_yield_above_order_rate > 0
             else None,
         )
         self.worker.start()

@@ -1,4 +1,4 @@
-"""The request rate background work yields to, and the bounded wait built on it."""
+"""The order rate background work yields to, and the bounded wait built on it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from peakshop.kit.foreground import SLOT_SECONDS, ForegroundLoad, YieldToRequests
+from peakshop.kit.foreground import SLOT_SECONDS, ForegroundLoad, YieldToBursts
 
 
 def test_the_rate_counts_the_previous_slot_and_the_current_one() -> None:
@@ -39,7 +39,7 @@ async def _busy_for(load: ForegroundLoad, seconds: float, per_second: int) -> No
 
 async def test_background_work_waits_while_requests_are_fast_then_goes_on() -> None:
     load = ForegroundLoad()
-    yielding = YieldToRequests(load, above_rps=200, max_seconds=30)
+    yielding = YieldToBursts(load, above_rate=200, max_seconds=30)
     await asyncio.wait_for(yielding.wait(), 0.1)  # idle: no wait
     burst = asyncio.create_task(_busy_for(load, 0.6, per_second=2_000))
     await asyncio.sleep(0.1)
@@ -54,7 +54,7 @@ async def test_background_work_waits_while_requests_are_fast_then_goes_on() -> N
 
 async def test_a_burst_longer_than_the_limit_gets_the_work_beside_it() -> None:
     load = ForegroundLoad()
-    yielding = YieldToRequests(load, above_rps=200, max_seconds=0.3)
+    yielding = YieldToBursts(load, above_rate=200, max_seconds=0.3)
     burst = asyncio.create_task(_busy_for(load, 1.5, per_second=2_000))
     await asyncio.sleep(0.1)
     started = time.monotonic()
@@ -65,3 +65,31 @@ async def test_a_burst_longer_than_the_limit_gets_the_work_beside_it() -> None:
     await yielding.wait()
     assert time.monotonic() - started < 0.05
     await burst
+
+
+async def test_a_busy_event_loop_reads_as_saturated_and_an_idle_one_does_not() -> None:
+    yielding = YieldToBursts(ForegroundLoad(), above_rate=1, max_seconds=30)
+    probe = asyncio.create_task(yielding.loop.probe_forever())
+    try:
+        await asyncio.sleep(0.3)
+        assert not yielding.loop.saturated and yielding.concurrency(16) == 2
+        # Callbacks that each hold the loop for 20 ms, back to back: every timer waits.
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            time.sleep(0.02)  # noqa: ASYNC251 -- blocking on purpose: a busy loop
+            await asyncio.sleep(0)
+        assert yielding.loop.saturated and yielding.concurrency(16) == 16
+        await asyncio.sleep(1.0)
+        assert not yielding.loop.saturated
+    finally:
+        probe.cancel()
+
+
+async def test_a_saturated_loop_does_not_hold_the_worker_back() -> None:
+    load = ForegroundLoad()
+    yielding = YieldToBursts(load, above_rate=1, max_seconds=30)
+    for _ in range(100):
+        load.note()
+    yielding.loop.observe(0.05)
+    yielding.loop.observe(0.05)
+    await asyncio.wait_for(yielding.wait(), 0.1)  # busy, but nothing to gain by waiting

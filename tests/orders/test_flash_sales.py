@@ -7,7 +7,11 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.conftest import ADMIN, SERVICE
+from litestar.testing import AsyncTestClient
+
+from peakshop.app import create_app
+from peakshop.config import Settings
+from tests.conftest import ADMIN, SERVICE, shop_settings
 from tests.coupons.support import Client, eventually
 from tests.fixtures.factories import flash_sale_payload, idempotency_key, iso
 from tests.orders.support import buy, conserved, create_product, create_sale, get, order_settles
@@ -166,3 +170,26 @@ async def test_admission_is_counted_in_metrics(shop: Client) -> None:
         )
 
     assert await eventually(counted)
+
+
+async def test_the_in_process_worker_yields_to_a_burst_of_orders(settings: Settings) -> None:
+    """While orders are placed faster than the threshold the worker takes no jobs (bar the
+    batch it may already hold); once they slow down it confirms them all."""
+    yielding = shop_settings(settings, worker_yield_above_order_rate=5, worker_max_yield_seconds=60)
+    async with AsyncTestClient(app=create_app(yielding)) as client:
+        sale = await create_sale(client, quantity=100, per_user_limit=1)
+        answers = []
+        for number in range(30):  # ~20 orders a second for ~1.5 s
+            response = await buy(client, sale["id"], f"burst_{number}")
+            assert response.status_code == 202, response.text
+            answers.append(response.json())
+            await asyncio.sleep(0.05)
+        statuses = [
+            (await get(client, f"/api/v1/orders/{answer['order_id']}"))["status"]
+            for answer in answers
+        ]
+        # The first order's job may have been taken before the rate rose above 5 a second.
+        assert statuses[5:].count("pending") == len(statuses) - 5, statuses
+        for answer in answers:
+            settled = await order_settles(client, answer["order_id"], within=10)
+            assert settled["status"] == "confirmed"

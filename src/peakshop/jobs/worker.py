@@ -27,7 +27,7 @@ from peakshop.jobs import repository
 from peakshop.jobs.queue import Delivery, JobMessage, JobQueue
 from peakshop.jobs.retry import RetryPolicy
 from peakshop.kit.clock import utcnow
-from peakshop.kit.foreground import YieldToRequests
+from peakshop.kit.foreground import YieldToBursts
 from peakshop.monitoring import metrics
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ class Worker:
         concurrency: int,
         lease_seconds: float,
         adopt_after_seconds: float = 5.0,
-        yield_to: YieldToRequests | None = None,
+        yield_to: YieldToBursts | None = None,
     ) -> None:
         self._runtime = runtime
         self._queue = queue
@@ -131,8 +131,10 @@ class Worker:
         self._adopt_after = adopt_after_seconds
         self._yield_to = yield_to
         self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
         self._consumer = consumer_name()
         self._running: set[asyncio.Task[None]] = set()
+        self._batches: set[asyncio.Task[None]] = set()  # the running batches among them
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
 
@@ -142,6 +144,9 @@ class Worker:
             asyncio.create_task(self._sweep_forever(sweep), name=f"sweep-{sweep.name}")
             for sweep in self._sweeps
         ]
+        if self._yield_to is not None:
+            probe = self._yield_to.loop.probe_forever()
+            self._tasks.append(asyncio.create_task(probe, name="worker-loop-probe"))
 
     async def stop(self, *, drain_seconds: float = 10.0) -> None:
         """Stop taking deliveries, let running attempts finish (up to ``drain_seconds``).
@@ -186,18 +191,36 @@ class Worker:
                 else:
                     await self._spawn(functools.partial(self.process, delivery))
             for name, batch in batches.items():
-                await self._spawn(functools.partial(self.process_batch, self._types[name], batch))
+                await self._make_way_for_requests()
+                await self._spawn(
+                    functools.partial(self.process_batch, self._types[name], batch), batch=True
+                )
+
+    async def _make_way_for_requests(self) -> None:
+        """Fewer batches at a time beside the requests (kit/foreground.py): a batch holds
+        the GIL for milliseconds of Python, and 16 of them at once made the admissions'
+        tail. Single jobs (a report, an email) keep every slot, so a long one never holds
+        the batches up."""
+        if self._yield_to is None:
+            return
+        while True:
+            if len(self._batches) < self._yield_to.concurrency(self._concurrency):
+                return
+            await asyncio.wait(set(self._batches), return_when=asyncio.FIRST_COMPLETED)
 
     async def _has_free_slot(self) -> None:
         await self._slots.acquire()
         self._slots.release()
 
-    async def _spawn(self, work: Callable[[], Awaitable[None]]) -> None:
+    async def _spawn(self, work: Callable[[], Awaitable[None]], *, batch: bool = False) -> None:
         """Run ``work`` (one job, or one batch of a batch-capable type) in a slot."""
         await self._slots.acquire()
         task = asyncio.create_task(self._run(work), name=JOB_TASK_NAME)
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+        if batch:
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
 
     async def _run(self, work: Callable[[], Awaitable[None]]) -> None:
         try:

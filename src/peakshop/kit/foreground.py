@@ -1,13 +1,21 @@
-"""How busy the process is answering requests, for background work to yield to.
+"""How busy the process is with orders and requests, for background work to make way.
 
 In embedded mode the queue's worker shares one process, and so one GIL, with the requests.
 A flash sale's admissions are the latency that matters; their confirmations (the worker) can
-follow a few seconds later. Processing a winner costs about as much CPU as admitting it, and
-run beside the admissions it held the GIL for stretches that made up the open-loop P99. So
-the in-process worker asks ``busy()`` before taking more jobs and waits while requests come
-faster than a threshold, for at most a bounded time (see ``jobs/worker.py``).
+follow a few seconds later. Confirming a winner costs about as much CPU as admitting it, and
+run beside the admissions, 16 batches at a time, it held the GIL for stretches that made up
+their open-loop P99. So the in-process worker (``YieldToBursts``, used by ``jobs/worker.py``):
 
-Counting is one clock read and an increment per request; the rate is taken over the last
+- takes no jobs while orders are placed faster than a threshold, for at most a bounded time
+  (orders, not requests: refused buyers cost ~50 us each and keep coming long after a sale
+  is sold out; yielding to them held the confirmations back for the whole of the limit);
+- runs at most ``gentle_concurrency`` batches at a time (single jobs keep every slot).
+
+Both only while the event loop keeps up (``LoopSaturation``: how late a 50 ms sleep wakes,
+smoothed): once requests queue in it, as in a closed-loop run, holding the worker back buys
+them no latency and only delays the confirmations.
+
+Counting is one clock read and an increment per order; the rate is taken over the last
 complete quarter-second slot and the current one.
 """
 
@@ -28,7 +36,7 @@ class ForegroundLoad:
         self._previous = 0
 
     def note(self, now: float | None = None) -> None:
-        """One request arrived (``now``: ``time.monotonic()``, for tests)."""
+        """One more (an order placed) (``now``: ``time.monotonic()``, for tests)."""
         slot = int((time.monotonic() if now is None else now) / SLOT_SECONDS)
         if slot != self._slot:
             self._previous = self._count if slot == self._slot + 1 else 0
@@ -36,7 +44,7 @@ class ForegroundLoad:
         self._count += 1
 
     def rate(self, now: float | None = None) -> float:
-        """Requests per second over the previous slot and the elapsed part of this one."""
+        """Events per second over the previous slot and the elapsed part of this one."""
         moment = time.monotonic() if now is None else now
         slot = int(moment / SLOT_SECONDS)
         if slot == self._slot:
@@ -49,23 +57,63 @@ class ForegroundLoad:
         return (previous + current) / (SLOT_SECONDS + elapsed)
 
 
-class YieldToRequests:
+class LoopSaturation:
+    """Whether the event loop is saturated: a probe sleeps ``PROBE_SECONDS`` and smooths how
+    late it woke (a busy loop runs everything queued before the timer)."""
+
+    PROBE_SECONDS = 0.05
+    SMOOTHING = 0.2  # weight of the newest sample
+    SATURATED_LATE_SECONDS = 0.005
+
+    def __init__(self) -> None:
+        self.late = 0.0  # smoothed seconds
+
+    @property
+    def saturated(self) -> bool:
+        return self.late >= self.SATURATED_LATE_SECONDS
+
+    def observe(self, late: float) -> None:
+        self.late += self.SMOOTHING * (max(0.0, late) - self.late)
+
+    async def probe_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            expected = loop.time() + self.PROBE_SECONDS
+            await asyncio.sleep(self.PROBE_SECONDS)
+            self.observe(loop.time() - expected)
+
+
+class YieldToBursts:
     """Background work's side: ``await wait()`` before taking more work returns at once when
-    requests are slow, else when they slow down, or once ``max_seconds`` have passed since
-    this burst made it wait (from then on it no longer waits, until the burst ends: a
-    sustained load gets the worker beside it, as without yielding)."""
+    the load is below ``above_rate`` per second, else when it falls below, or once
+    ``max_seconds`` have passed since this burst made it wait (from then on it no longer
+    waits, until the burst ends: a sustained load gets the worker beside it, as without
+    yielding)."""
 
     POLL_SECONDS = 0.05
 
-    def __init__(self, load: ForegroundLoad, *, above_rps: float, max_seconds: float) -> None:
+    def __init__(
+        self,
+        load: ForegroundLoad,
+        *,
+        above_rate: float,
+        max_seconds: float,
+        gentle_concurrency: int = 2,
+    ) -> None:
         self._load = load
-        self._above = above_rps
+        self._above = above_rate
         self._max = max_seconds
+        self._gentle = gentle_concurrency
+        self.loop = LoopSaturation()  # its probe runs in a task of the worker
         self._since: float | None = None  # when the current burst started holding work back
         self.waited_seconds = 0.0  # total, for metrics and tests
 
+    def concurrency(self, full: int) -> int:
+        """How many batches the worker may run at once now."""
+        return full if self.loop.saturated else min(full, self._gentle)
+
     async def wait(self) -> None:
-        while self._load.rate() > self._above:
+        while self._load.rate() > self._above and not self.loop.saturated:
             now = time.monotonic()
             if self._since is None:
                 self._since = now

@@ -22,7 +22,6 @@ import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Counter, Histogram
 
-from peakshop.kit.foreground import ForegroundLoad
 from peakshop.monitoring.logs import REQUEST_ID
 from peakshop.monitoring.metrics import LATENCY_BUCKETS
 from peakshop.monitoring.requests import RequestStats
@@ -71,23 +70,13 @@ def _incoming_request_id(scope: Scope) -> str | None:
     return None
 
 
-def observe_http(
-    app: ASGIApp,
-    *,
-    stats: RequestStats | None,
-    slow_seconds: float,
-    load: ForegroundLoad | None = None,
-) -> ASGIApp:
+def observe_http(app: ASGIApp, *, stats: RequestStats | None, slow_seconds: float) -> ASGIApp:
     """Wrap ``app`` (HTTP scopes only) with the request id, the metrics and the slow log;
     without ``stats`` (monitoring turned off) with the request id and the slow log only.
-    What to record is chosen here, once: the per-request path checks no flag. ``load``
-    counts the requests for background work to yield to (kit/foreground.py)."""
+    What to record is chosen here, once: the per-request path checks no flag."""
     record = _recorder(stats) if stats is not None else None
-    note_request = load.note if load is not None else None
 
     async def observed(scope: Scope, receive: Receive, send: Send) -> None:
-        if note_request is not None:
-            note_request()
         request_id = _incoming_request_id(scope) or new_request_id()
         id_header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
         token = REQUEST_ID.set(request_id)

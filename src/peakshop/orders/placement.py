@@ -186,6 +186,7 @@ async def place_order(
     now: datetime,
 ) -> tuple[Accepted, bool]:
     """Reserve every item and redeem the coupon in one transaction: all or nothing."""
+    runtime.foreground.note()
     merged: dict[int, int] = {}
     for item in items:
         merged[item.product_id] = merged.get(item.product_id, 0) + item.quantity

@@ -28,6 +28,7 @@ from peakshop.inventory.models import flash_sale_buyers, flash_sales
 from peakshop.jobs import repository as jobs_repository
 from peakshop.jobs.models import jobs
 from peakshop.jobs.queue import JobMessage
+from peakshop.kit.foreground import ForegroundLoad
 from peakshop.kit.sqlite_driver import datetime_processor, execute_many, insert_sql
 from peakshop.orders import repository
 from peakshop.orders.lifecycle import FLASH_SCOPE
@@ -295,12 +296,15 @@ class FlashOrderRecorder:
     No waiting to fill a batch: at low load a batch is one order, under load it grows by
     itself. SQLite has one writer anyway; on PostgreSQL it saves a round trip per order."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, load: ForegroundLoad | None = None) -> None:
         self._db = db
+        self._load = load  # admitted orders counted for the in-process worker to yield to
         self._queue: asyncio.Queue[tuple[Admitted, asyncio.Future[Recorded]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     async def record(self, item: Admitted) -> Recorded:
+        if self._load is not None:
+            self._load.note()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._write_forever(), name="flash-order-recorder")
         future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()

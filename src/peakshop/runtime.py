@@ -26,7 +26,7 @@ from peakshop.jobs import tasks as jobs_tasks
 from peakshop.jobs.queue import JobQueue
 from peakshop.jobs.worker import Worker
 from peakshop.kit.batch_writer import BatchWriter
-from peakshop.kit.foreground import ForegroundLoad, YieldToBursts
+from peakshop.kit.foreground import ForegroundLoad, LoopSaturation, YieldToBursts
 from peakshop.monitoring import metrics
 from peakshop.monitoring.live import LiveEvents
 from peakshop.monitoring.monitor import Monitor
@@ -49,6 +49,9 @@ class Runtime:
         # Orders placed per second (flash-sale winners, regular orders): the in-process
         # worker yields to a burst of them (kit/foreground.py).
         self.foreground = ForegroundLoad()
+        # How late the event loop wakes: the worker's yielding and the monitor's lag read it.
+        # Its probe runs in a serving process (started below).
+        self.event_loop_probe = LoopSaturation()
         self.db = Database(settings)
         self.state: HotState = build_state(settings, self.db)
         # Routes call ``await runtime.limiter.check(<rule>, user_id=..., client_ip=...)``.
@@ -107,6 +110,9 @@ class Runtime:
             asyncio.create_task(self._sync_metrics(), name="metrics-sync"),
             asyncio.create_task(self._reconcile_counters(), name="usage-counters-reconcile"),
         ]
+        if self.role == "api":
+            probe = self.event_loop_probe.probe_forever()
+            self._tasks.append(asyncio.create_task(probe, name="event-loop-probe"))
         # The start-up heap (framework, SQLAlchemy, the coupon index) lives as long as the
         # process: move it out of the collector's view, or every full collection walks it again
         # (~30 ms with the event loop stopped, seen in the open-loop tail latency).
@@ -138,6 +144,7 @@ class Runtime:
                 self.foreground,
                 above_rate=self.settings.worker_yield_above_order_rate,
                 max_seconds=self.settings.worker_max_yield_seconds,
+                loop=self.event_loop_probe,
             )
             if self.role == "api" and self.settings.worker_yield_above_order_rate > 0
             else None,

@@ -144,9 +144,6 @@ class Worker:
             asyncio.create_task(self._sweep_forever(sweep), name=f"sweep-{sweep.name}")
             for sweep in self._sweeps
         ]
-        if self._yield_to is not None:
-            probe = self._yield_to.loop.probe_forever()
-            self._tasks.append(asyncio.create_task(probe, name="worker-loop-probe"))
 
     async def stop(self, *, drain_seconds: float = 10.0) -> None:
         """Stop taking deliveries, let running attempts finish (up to ``drain_seconds``).
@@ -203,9 +200,7 @@ class Worker:
         the batches up."""
         if self._yield_to is None:
             return
-        while True:
-            if len(self._batches) < self._yield_to.concurrency(self._concurrency):
-                return
+        while len(self._batches) >= self._yield_to.concurrency(self._concurrency):
             await asyncio.wait(set(self._batches), return_when=asyncio.FIRST_COMPLETED)
 
     async def _has_free_slot(self) -> None:

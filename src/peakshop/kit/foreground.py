@@ -13,7 +13,8 @@ their open-loop P99. So the in-process worker (``YieldToBursts``, used by ``jobs
 
 Both only while the event loop keeps up (``LoopSaturation``: how late a 50 ms sleep wakes,
 smoothed): once requests queue in it, as in a closed-loop run, holding the worker back buys
-them no latency and only delays the confirmations.
+them no latency and only delays the confirmations. The same probe gives the monitor its
+event-loop lag (one timer per process, not two).
 
 Counting is one clock read and an increment per order; the rate is taken over the last
 complete quarter-second slot and the current one.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 SLOT_SECONDS = 0.25
 
@@ -59,7 +61,8 @@ class ForegroundLoad:
 
 class LoopSaturation:
     """Whether the event loop is saturated: a probe sleeps ``PROBE_SECONDS`` and smooths how
-    late it woke (a busy loop runs everything queued before the timer)."""
+    late it woke (a busy loop runs everything queued before the timer: a long computation, a
+    blocking call, a full GC). ``listeners`` get every raw sample (the monitor's lag)."""
 
     PROBE_SECONDS = 0.05
     SMOOTHING = 0.2  # weight of the newest sample
@@ -67,6 +70,7 @@ class LoopSaturation:
 
     def __init__(self) -> None:
         self.late = 0.0  # smoothed seconds
+        self.listeners: list[Callable[[float], None]] = []
 
     @property
     def saturated(self) -> bool:
@@ -80,7 +84,10 @@ class LoopSaturation:
         while True:
             expected = loop.time() + self.PROBE_SECONDS
             await asyncio.sleep(self.PROBE_SECONDS)
-            self.observe(loop.time() - expected)
+            late = max(0.0, loop.time() - expected)
+            self.observe(late)
+            for listener in self.listeners:
+                listener(late)
 
 
 class YieldToBursts:
@@ -99,12 +106,13 @@ class YieldToBursts:
         above_rate: float,
         max_seconds: float,
         gentle_concurrency: int = 2,
+        loop: LoopSaturation | None = None,
     ) -> None:
         self._load = load
         self._above = above_rate
         self._max = max_seconds
         self._gentle = gentle_concurrency
-        self.loop = LoopSaturation()  # its probe runs in a task of the worker
+        self.loop = loop or LoopSaturation()  # its probe is run by its owner (the Runtime)
         self._since: float | None = None  # when the current burst started holding work back
         self.waited_seconds = 0.0  # total, for metrics and tests
 

@@ -1,8 +1,8 @@
 """The per-process monitor: every second a snapshot of this server process (requests, errors,
 latency percentiles, queue, validation log, cache, memory, event-loop lag, open flash sales,
 alerts), kept for an hour at one-second resolution, checked against the alert thresholds and
-published as a ``metrics-update`` live event; beside it, the event-loop lag probe and the
-memory trend (leak suspicion).
+published as a ``metrics-update`` live event; beside it, the event-loop lag (sampled by the
+Runtime's probe, kit/foreground.py) and the memory trend (leak suspicion).
 
 Built by the Runtime and started with it in every server process; in scaled mode each
 process has its own (its snapshot carries its pid). The request numbers come from the
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 INTERVAL = 1.0  # seconds between snapshots
-LAG_PROBE_SECONDS = 0.1
 SAMPLE_TIMEOUT = 0.8  # the database sampling of one tick gives up after this
 BROADCAST_CHANNEL = "monitoring"
 MIB = 1024 * 1024
@@ -101,10 +100,13 @@ class Monitor:
         if self.settings.monitoring_enabled:
             self._tasks += [
                 asyncio.create_task(self._tick_forever(), name="monitor-tick"),
-                asyncio.create_task(self._probe_lag_forever(), name="monitor-lag"),
             ]
+            # The Runtime's event-loop probe (kit/foreground.py) reports each sample here.
+            self.runtime.event_loop_probe.listeners.append(self._record_lag)
 
     async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.runtime.event_loop_probe.listeners.remove(self._record_lag)
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -348,18 +350,13 @@ class Monitor:
 
     # --- event-loop lag and memory ------------------------------------------------------------
 
-    async def _probe_lag_forever(self) -> None:
-        """Sleep 100 ms and measure how late the loop woke us: time the loop spent on other
-        work without yielding (a long computation, a blocking call, a full GC)."""
-        loop = asyncio.get_running_loop()
-        while True:
-            expected = loop.time() + LAG_PROBE_SECONDS
-            await asyncio.sleep(LAG_PROBE_SECONDS)
-            lag = max(0.0, loop.time() - expected)
-            if lag > self._lag_max:
-                self._lag_max = lag
-            metrics.EVENT_LOOP_LAG.set(lag)
-            metrics.EVENT_LOOP_LAG_HISTOGRAM.observe(lag)
+    def _record_lag(self, lag: float) -> None:
+        """One sample of how late the event loop woke a 50 ms sleep: time it spent on other
+        work without yielding."""
+        if lag > self._lag_max:
+            self._lag_max = lag
+        metrics.EVENT_LOOP_LAG.set(lag)
+        metrics.EVENT_LOOP_LAG_HISTOGRAM.observe(lag)
 
     async def _memory_forever(self) -> None:
         while True:

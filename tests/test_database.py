@@ -9,11 +9,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from peakshop.db import Database
+from peakshop.kit.sqlite_inline import OVER_BUDGET, read_within
+from peakshop.monitoring import metrics
 from tests.conftest import make_settings
 
 scratch = sa.Table(
@@ -181,3 +184,68 @@ async def test_on_sqlite_the_checkpointer_copies_the_log_back_and_stops(sqlite_u
     finally:
         await db.dispose()
     assert db.checkpointer._thread is None
+
+
+# A read that takes SQLite well over the inline budget (a few hundred milliseconds).
+SLOW_COUNT = sa.text(
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) "
+    "SELECT count(*) FROM c"
+)
+
+
+async def test_an_inline_read_sees_what_was_written(db: Database) -> None:
+    await db.run_write(lambda conn: conn.execute(sa.insert(scratch), [{"n": 1}, {"n": 2}]))
+
+    def read(conn: sa.Connection) -> tuple[list[int], int]:
+        rows = [n for (n,) in conn.execute(sa.select(scratch.c.n).order_by(scratch.c.n))]
+        return rows, threading.get_ident()
+
+    rows, thread = await db.run_read(read, inline=True)
+    assert rows == [1, 2]
+    if db.is_sqlite:  # on the event loop's own thread
+        assert thread == threading.get_ident()
+
+
+async def test_on_sqlite_an_inline_read_over_its_budget_runs_again_in_a_thread(
+    sqlite_url: str,
+) -> None:
+    db = Database(make_settings(sqlite_url))
+    threads: list[int] = []
+
+    def slow(conn: sa.Connection) -> int:
+        threads.append(threading.get_ident())
+        return int(conn.execute(SLOW_COUNT).scalar_one())
+
+    before = metrics.INLINE_READS_OVER_BUDGET._value.get()
+    try:
+        assert await db.run_read(slow, inline=True) == 3_000_000
+        # Tried on the loop's thread, interrupted at the budget, then read in a thread.
+        assert threads[0] == threading.get_ident() and threads[1] != threading.get_ident()
+        assert len(threads) == 2
+        assert metrics.INLINE_READS_OVER_BUDGET._value.get() == before + 1
+        # The interrupted connection reads again, with no budget left behind on it.
+        assert await db.run_read(lambda conn: conn.execute(sa.text("SELECT 7")).scalar_one()) == 7
+    finally:
+        await db.dispose()
+
+
+def test_read_within_interrupts_at_the_budget_and_leaves_the_connection_usable(
+    tmp_path: Path,
+) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'budget.db'}", pool_size=1)
+    try:
+        started = time.perf_counter()
+        result = read_within(
+            engine, lambda conn: conn.execute(SLOW_COUNT).scalar_one(), budget_seconds=0.01
+        )
+        assert result is OVER_BUDGET
+        assert time.perf_counter() - started < 0.2  # the count alone takes longer
+        quick = read_within(
+            engine, lambda conn: conn.execute(sa.text("SELECT 1")).scalar_one(), budget_seconds=0.01
+        )
+        assert quick == 1
+        # Without the handler, the same connection finishes the slow count.
+        with engine.connect() as conn:
+            assert conn.execute(SLOW_COUNT).scalar_one() == 3_000_000
+    finally:
+        engine.dispose()

@@ -54,6 +54,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # validation log's indexes (by code, by user) take each row at a random place, and past a
     # million rows nearly every insert missed the cache and read its pages back.
     sqlite_write_cache_mib: int = 64
+    # Page cache of the connection that reads catalog pages on the event loop's thread, MiB
+    # (the process's own memory: the hot pages stay read without a system call each).
+    sqlite_read_cache_mib: int = 64
     db_pool_size: int = 10
     # How long a Python thread may keep the GIL while another waits for it (CPython's default
     # is 5 ms). The event loop shares the GIL with the threads that read catalog pages: a
@@ -224,6 +227,8 @@ def _check(settings: Settings) -> None:
         raise SettingsError("validation log batch size and buffer must be positive")
     if settings.validation_log_flush_interval <= 0 or settings.validation_log_flush_attempts < 1:
         raise SettingsError("validation log flush interval and attempts must be positive")
+    if settings.sqlite_write_cache_mib < 0 or settings.sqlite_read_cache_mib < 0:
+        raise SettingsError("PEAKSHOP_SQLITE_WRITE_CACHE_MIB and _READ_CACHE_MIB must be >= 0")
     if not 0 < settings.gil_switch_interval_ms <= 100:
         raise SettingsError("PEAKSHOP_GIL_SWITCH_INTERVAL_MS must be in (0, 100]")
     _check_rate_limits(settings)

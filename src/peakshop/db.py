@@ -25,14 +25,19 @@ from peakshop.kit.sqlite_checkpoint import (
     WRITER_CHECKPOINT_PAGES,
     WalCheckpointer,
 )
+from peakshop.kit.sqlite_inline import OverBudget, read_within
 from peakshop.kit.sqlite_writer import SqliteWriterProcess
 from peakshop.kit.write_turn import WriteTurn
+from peakshop.monitoring import metrics
 
 T = TypeVar("T")
 
 # How long a write on the event loop's thread (``Database.run_write(inline=True)``) waits
 # for another process's write lock before it moves to the write thread instead.
 INLINE_BUSY_MS = 20
+# How long a read on the event loop's thread (``run_read(inline=True)``) may run before it
+# is interrupted and run again in a thread: a catalog page takes ~0.5-1 ms.
+INLINE_READ_BUDGET_SECONDS = 0.003
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a real BIGINT.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -192,6 +197,15 @@ class Database:
                 begin="BEGIN",
                 busy_timeout_ms=settings.sqlite_busy_timeout_ms,
             )
+            # ``run_read(inline=True)``'s one connection, used only from the event loop's
+            # thread (one read at a time: it never waits for the pool).
+            self.inline_read_engine: sa.Engine | None = _sync_sqlite_engine(
+                self.url,
+                pool_size=1,
+                begin="BEGIN",
+                busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+                cache_mib=settings.sqlite_read_cache_mib,
+            )
         else:
             self.write_engine = create_async_engine(
                 self.url,
@@ -201,6 +215,7 @@ class Database:
             )
             self.read_engine = self.write_engine
             self.sync_read_engine = None
+            self.inline_read_engine = None
             self.sync_write_engine = None
         # The shop file's WAL checkpoints, off the write path; started by the first write.
         self.checkpointer: WalCheckpointer | None = None
@@ -296,18 +311,28 @@ class Database:
         async with self.read_engine.connect() as conn:
             yield conn
 
-    async def run_read(self, read: Callable[[sa.Connection], T]) -> T:
+    async def run_read(self, read: Callable[[sa.Connection], T], *, inline: bool = False) -> T:
         """``read(conn)`` in a read-only transaction, with a synchronous connection.
 
         For reads of several statements on a hot path. On SQLite the whole of ``read`` runs
         in one worker thread with the sqlite3 driver: one hand-off from the event loop and
         back, where aiosqlite hands every cursor, execute, fetch and close to its thread
-        and back (8 hand-offs for one product page, ~2.5 ms in-process). On PostgreSQL it
-        runs on an asyncpg connection through ``run_sync``, statement by statement."""
+        and back (8 hand-offs for one product page, ~2.5 ms in-process). With ``inline``
+        (short indexed reads: a catalog page) it runs on the loop's own thread, unless it
+        takes longer than ``INLINE_READ_BUDGET_SECONDS``: then it is interrupted and run in
+        a thread (kit/sqlite_inline.py). On PostgreSQL it runs on an asyncpg connection
+        through ``run_sync``, statement by statement."""
         engine = self.sync_read_engine
         if engine is None:
             async with self.read() as conn:
                 return await conn.run_sync(read)
+        if inline and self.inline_read_engine is not None:
+            result = read_within(
+                self.inline_read_engine, read, budget_seconds=INLINE_READ_BUDGET_SECONDS
+            )
+            if not isinstance(result, OverBudget):
+                return result
+            metrics.INLINE_READS_OVER_BUDGET.inc()
 
         def in_thread() -> T:
             with engine.connect() as conn:
@@ -348,7 +373,12 @@ class Database:
             self._write_thread = None
         if self.checkpointer is not None:
             await asyncio.to_thread(self.checkpointer.close)
-        for sync_engine in (self.sync_read_engine, self.sync_write_engine, self.log_engine):
+        for sync_engine in (
+            self.sync_read_engine,
+            self.inline_read_engine,
+            self.sync_write_engine,
+            self.log_engine,
+        ):
             if sync_engine is not None:
                 sync_engine.dispose()
         await self.write_engine.dispose()

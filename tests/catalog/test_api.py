@@ -106,8 +106,12 @@ def query_counter(shop: Client) -> Iterator[list[str]]:
         if any(f"FROM {table}" in statement for table in tables):
             statements.append(statement)
 
-    # Lists are read through Database.run_read: its own engine on SQLite.
-    engines = [runtime.db.read_engine.sync_engine, runtime.db.sync_read_engine]
+    # Lists are read through Database.run_read: its own engines on SQLite.
+    engines = [
+        runtime.db.read_engine.sync_engine,
+        runtime.db.sync_read_engine,
+        runtime.db.inline_read_engine,
+    ]
     engines = [engine for engine in engines if engine is not None]
     for engine in engines:
         event.listen(engine, "before_cursor_execute", count)

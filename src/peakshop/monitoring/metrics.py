@@ -86,6 +86,10 @@ JOB_SECONDS = Histogram(
     ["name"],
     buckets=LATENCY_BUCKETS,
 )
+INLINE_READS_OVER_BUDGET = Counter(
+    "peakshop_sqlite_inline_reads_over_budget_total",
+    "Reads on the event loop's thread interrupted at their time budget and run in a thread.",
+)
 JOBS_IN_FLIGHT = Gauge(
     "peakshop_jobs_in_flight", "Job attempts running now.", multiprocess_mode="livesum"
 )

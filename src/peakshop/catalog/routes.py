@@ -110,9 +110,11 @@ async def list_products(
 async def get_product(product_id: FromPath[int], state: State) -> Response[bytes]:
     runtime: Runtime = state.runtime
 
+    def read(conn: sa.Connection) -> bytes:
+        return _encoder.encode(service.read_product(conn, product_id=product_id))
+
     async def load() -> bytes:
-        async with runtime.db.read() as conn:
-            return _encoder.encode(await service.get_product(conn, product_id=product_id))
+        return await runtime.db.run_read(read, inline=True)  # as list_products
 
     key = f"product:{product_id}"
     return _json(

@@ -260,8 +260,13 @@ async def create_product(conn: AsyncConnection, *, data: ProductIn, now: datetim
     return await product_out(conn, row["id"])
 
 
-async def get_product(conn: AsyncConnection, *, product_id: int) -> ProductOut:
-    return await product_out(conn, product_id)
+def read_product(conn: sa.Connection, *, product_id: int) -> ProductOut:
+    """Synchronous: run it with ``Database.run_read`` (the route's hot path)."""
+    query = listing.select_products().where(products.c.id == product_id)
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        raise CatalogNotFound("product", product_id)
+    return products_out([row])[0]
 
 
 async def update_product(

@@ -26,6 +26,7 @@ import psutil
 
 READY_TIMEOUT = 120.0  # the first start migrates and loads the index; a 1M-user file is big
 STOP_TIMEOUT = 30.0
+ORPHAN_GRACE = 5.0  # for the server's children to end after it did
 
 
 def free_port() -> int:
@@ -88,6 +89,7 @@ class Server:
     def stop(self) -> int | None:
         if self.process is None:
             return None
+        descendants = self.tree()[1:]
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -95,6 +97,13 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+        # A granian worker whose supervisor died before stopping it (killed at the timeout)
+        # keeps serving, orphaned: its CPU and memory would go into the next measurement.
+        _, alive = psutil.wait_procs(descendants, timeout=ORPHAN_GRACE)
+        for orphan in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                orphan.kill()
+        psutil.wait_procs(alive, timeout=ORPHAN_GRACE)
         return self.process.returncode
 
 

@@ -249,3 +249,50 @@ def test_read_within_interrupts_at_the_budget_and_leaves_the_connection_usable(
             assert conn.execute(SLOW_COUNT).scalar_one() == 3_000_000
     finally:
         engine.dispose()
+
+
+async def test_on_sqlite_an_inline_read_refused_by_a_lock_waits_for_it_in_a_thread(
+    sqlite_url: str,
+) -> None:
+    """A connection holding the file exclusively (``locking_mode=EXCLUSIVE``: what a WAL
+    reader can be refused by) makes the inline read give up after its short busy timeout
+    and wait in a thread, while the event loop keeps running."""
+    db = Database(make_settings(sqlite_url, sqlite_busy_timeout_ms=5_000))
+    path = sqlite_url.removeprefix("sqlite+aiosqlite:///")
+    try:
+        await db.run_write(lambda conn: scratch.create(conn, checkfirst=True))
+        await db.run_write(lambda conn: conn.execute(sa.insert(scratch).values(n=3)))
+        await db.dispose()  # every connection closed: the other one can take the file
+        db = Database(make_settings(sqlite_url, sqlite_busy_timeout_ms=5_000))
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("PRAGMA locking_mode=EXCLUSIVE")
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO scratch_rows (n) VALUES (4)")
+        other.execute("COMMIT")  # the exclusive lock stays until the connection closes
+
+        async def release_later() -> None:
+            await asyncio.sleep(0.3)
+            other.close()
+
+        def read(conn: sa.Connection) -> tuple[list[int], int]:
+            rows = [n for (n,) in conn.execute(sa.select(scratch.c.n).order_by(scratch.c.n))]
+            return rows, threading.get_ident()
+
+        loop_ticks = 0
+
+        async def tick() -> None:
+            nonlocal loop_ticks
+            while True:
+                await asyncio.sleep(0.01)
+                loop_ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        releaser = asyncio.create_task(release_later())
+        rows, thread = await db.run_read(read, inline=True)
+        await releaser
+        ticker.cancel()
+        assert rows == [3, 4]
+        assert thread != threading.get_ident()  # read in a thread, once the lock went
+        assert loop_ticks >= 10  # and the event loop kept running meanwhile
+    finally:
+        await db.dispose()

@@ -119,9 +119,10 @@ def _configure_sqlite(
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # First: the PRAGMAs after it may wait for a lock, and should wait this long.
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         if cache_mib:
             cursor.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")  # negative: KiB
@@ -199,11 +200,13 @@ class Database:
             )
             # ``run_read(inline=True)``'s one connection, used only from the event loop's
             # thread (one read at a time: it never waits for the pool).
+            # A short busy timeout: the loop must not sleep in SQLite's busy handler (a WAL
+            # reader is refused only while another process holds the file exclusively).
             self.inline_read_engine: sa.Engine | None = _sync_sqlite_engine(
                 self.url,
                 pool_size=1,
                 begin="BEGIN",
-                busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+                busy_timeout_ms=INLINE_BUSY_MS,
                 cache_mib=settings.sqlite_read_cache_mib,
             )
         else:

@@ -10,8 +10,8 @@ The risk of reading on the loop is a read that runs long (a narrow filter that w
 of an index, a deep page): every request would wait for it. So the read gets a budget.
 SQLite calls a progress handler every ``CHECK_EVERY`` virtual-machine instructions; once
 the budget is spent it returns non-zero, SQLite interrupts the statement, and the caller
-runs the read again in a thread (``OVER_BUDGET``). The transaction is read-only: nothing
-is left half-done.
+runs the read again in a thread (``OVER_BUDGET``); the same when the file is locked. The
+transaction is read-only: nothing is left half-done.
 
 Written by hand: neither SQLAlchemy nor the sqlite3 module offer a statement time limit.
 """
@@ -42,20 +42,24 @@ def read_within(
 ) -> T | OverBudget:
     """``read(conn)`` in a read transaction on this thread, or ``OVER_BUDGET`` if SQLite
     was still working on it after ``budget_seconds``."""
-    with engine.connect() as conn:
-        driver: Any = conn.connection.driver_connection
-        assert isinstance(driver, sqlite3.Connection)
-        deadline = time.perf_counter() + budget_seconds
+    deadline = time.perf_counter() + budget_seconds
 
-        def spent() -> int:
-            return 1 if time.perf_counter() > deadline else 0
+    def spent() -> int:
+        return 1 if time.perf_counter() > deadline else 0
 
-        driver.set_progress_handler(spent, CHECK_EVERY)
-        try:
-            return read(conn)
-        except sa.exc.OperationalError as exc:
-            if isinstance(exc.orig, sqlite3.OperationalError) and "interrupted" in str(exc.orig):
-                return OVER_BUDGET
-            raise
-        finally:
-            driver.set_progress_handler(None, 0)
+    try:
+        with engine.connect() as conn:  # opening a connection may meet the lock too
+            driver: Any = conn.connection.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            driver.set_progress_handler(spent, CHECK_EVERY)
+            try:
+                return read(conn)
+            finally:
+                driver.set_progress_handler(None, 0)
+    except sa.exc.OperationalError as exc:
+        reason = str(exc.orig) if isinstance(exc.orig, sqlite3.OperationalError) else ""
+        # Interrupted at the budget, or refused by a lock (the engine's busy timeout is
+        # meant to be short): either way the read is worth waiting for off the loop.
+        if "interrupted" in reason or "database is locked" in reason:
+            return OVER_BUDGET
+        raise

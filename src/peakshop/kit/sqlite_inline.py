@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 T = TypeVar("T")
 
-CHECK_EVERY = 2_000  # VM instructions between two looks at the clock (~20-50 us)
+CHECK_EVERY = 2_000  # VM instructions between two looks at the clock (~70 us of a recursive count)
 
 
 class OverBudget:

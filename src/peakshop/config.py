@@ -59,8 +59,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     sqlite_read_cache_mib: int = 64
     db_pool_size: int = 10
     # How long a Python thread may keep the GIL while another waits for it (CPython's default
-    # is 5 ms). The event loop shares the GIL with the threads that read catalog pages: a
-    # thread in pure Python kept the loop waiting up to 5 ms (0.8 ms at 0.5). With the
+    # is 5 ms). The event loop shares the GIL with the server's threads (SQLite writes, the
+    # job queue's reads, catalog reads over their inline budget; catalog pages were all read
+    # in threads when this was measured): a thread in pure Python kept the loop waiting up
+    # to 5 ms (0.8 ms at 0.5). With the
     # validation log still written by a thread, one open-loop validation run at 5 ms had a
     # P99 of 8.7 ms (4.3 ms at 0.5).
     gil_switch_interval_ms: float = 0.5

@@ -116,8 +116,8 @@ def select_products() -> sa.Select[Any]:
     return sa.select(*PRODUCT_COLUMNS).select_from(JOINED)
 
 
-# The listing's reads are synchronous: they run through ``Database.run_read`` (one thread
-# hand-off per page on SQLite).
+# The listing's reads are synchronous: they run through ``Database.run_read`` (on SQLite on
+# the event loop's thread within a time budget, else in a thread: kit/sqlite_inline.py).
 
 
 def category_path(conn: sa.Connection, category_id: int) -> str | None:

@@ -39,6 +39,33 @@ async def db(database_url: str) -> AsyncIterator[Database]:
         await database.dispose()
 
 
+class LoopTicks:
+    """Counts a 10 ms timer while the block runs: that the event loop kept running."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            self.count += 1
+
+    async def __aenter__(self) -> LoopTicks:
+        self._task = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+def _rows_and_thread(conn: sa.Connection) -> tuple[list[int], int]:
+    """The scratch rows, and the thread that read them."""
+    rows = [n for (n,) in conn.execute(sa.select(scratch.c.n).order_by(scratch.c.n))]
+    return rows, threading.get_ident()
+
+
 async def _rows(db: Database) -> list[int]:
     async with db.read() as conn:
         return list((await conn.execute(sa.select(scratch.c.n).order_by(scratch.c.n))).scalars())
@@ -131,33 +158,22 @@ async def test_on_sqlite_an_inline_write_blocked_by_another_process_moves_to_the
         await db.run_write(lambda conn: scratch.create(conn, checkfirst=True))
         other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         other.execute("BEGIN IMMEDIATE")
-        released_at: list[float] = []
 
         async def release_later() -> None:
             await asyncio.sleep(0.3)
-            released_at.append(time.monotonic())
             other.execute("COMMIT")
 
         def insert(conn: sa.Connection) -> int:
             conn.execute(sa.insert(scratch).values(n=7))
             return threading.get_ident()
 
-        loop_ticks = 0
-
-        async def tick() -> None:
-            nonlocal loop_ticks
-            while True:
-                await asyncio.sleep(0.01)
-                loop_ticks += 1
-
-        ticker = asyncio.create_task(tick())
-        releaser = asyncio.create_task(release_later())
-        thread = await db.run_write(insert, inline=True)
-        await releaser
-        ticker.cancel()
+        async with LoopTicks() as ticks:
+            releaser = asyncio.create_task(release_later())
+            thread = await db.run_write(insert, inline=True)
+            await releaser
         other.close()
         assert thread != threading.get_ident()  # it moved to the write thread
-        assert loop_ticks >= 10  # and the event loop kept running while it waited
+        assert ticks.count >= 10  # and the event loop kept running while it waited
         assert await _rows(db) == [7]
     finally:
         await db.dispose()
@@ -195,12 +211,7 @@ SLOW_COUNT = sa.text(
 
 async def test_an_inline_read_sees_what_was_written(db: Database) -> None:
     await db.run_write(lambda conn: conn.execute(sa.insert(scratch), [{"n": 1}, {"n": 2}]))
-
-    def read(conn: sa.Connection) -> tuple[list[int], int]:
-        rows = [n for (n,) in conn.execute(sa.select(scratch.c.n).order_by(scratch.c.n))]
-        return rows, threading.get_ident()
-
-    rows, thread = await db.run_read(read, inline=True)
+    rows, thread = await db.run_read(_rows_and_thread, inline=True)
     assert rows == [1, 2]
     if db.is_sqlite:  # on the event loop's own thread
         assert thread == threading.get_ident()
@@ -274,25 +285,12 @@ async def test_on_sqlite_an_inline_read_refused_by_a_lock_waits_for_it_in_a_thre
             await asyncio.sleep(0.3)
             other.close()
 
-        def read(conn: sa.Connection) -> tuple[list[int], int]:
-            rows = [n for (n,) in conn.execute(sa.select(scratch.c.n).order_by(scratch.c.n))]
-            return rows, threading.get_ident()
-
-        loop_ticks = 0
-
-        async def tick() -> None:
-            nonlocal loop_ticks
-            while True:
-                await asyncio.sleep(0.01)
-                loop_ticks += 1
-
-        ticker = asyncio.create_task(tick())
-        releaser = asyncio.create_task(release_later())
-        rows, thread = await db.run_read(read, inline=True)
-        await releaser
-        ticker.cancel()
+        async with LoopTicks() as ticks:
+            releaser = asyncio.create_task(release_later())
+            rows, thread = await db.run_read(_rows_and_thread, inline=True)
+            await releaser
         assert rows == [3, 4]
         assert thread != threading.get_ident()  # read in a thread, once the lock went
-        assert loop_ticks >= 10  # and the event loop kept running meanwhile
+        assert ticks.count >= 10  # and the event loop kept running meanwhile
     finally:
         await db.dispose()

@@ -25,7 +25,7 @@ from peakshop.kit.sqlite_checkpoint import (
     WRITER_CHECKPOINT_PAGES,
     WalCheckpointer,
 )
-from peakshop.kit.sqlite_inline import OverBudget, read_within
+from peakshop.kit.sqlite_inline import OverBudget, is_locked, read_within
 from peakshop.kit.sqlite_writer import SqliteWriterProcess
 from peakshop.kit.write_turn import WriteTurn
 from peakshop.monitoring import metrics
@@ -286,7 +286,7 @@ class Database:
                 try:
                     return self._write_inline(engine, write)
                 except sa.exc.OperationalError as exc:
-                    if not _is_locked(exc):
+                    if not is_locked(exc):
                         raise
                     # Another process holds the write lock: wait for it off the loop.
             done = asyncio.get_running_loop().run_in_executor(self._write_thread, in_thread)
@@ -387,10 +387,6 @@ class Database:
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()
-
-
-def _is_locked(exc: sa.exc.OperationalError) -> bool:
-    return "database is locked" in str(exc.orig)
 
 
 def upsert_insert(conn: AsyncConnection | sa.Connection, table: sa.Table) -> Any:

@@ -57,9 +57,13 @@ def read_within(
             finally:
                 driver.set_progress_handler(None, 0)
     except sa.exc.OperationalError as exc:
-        reason = str(exc.orig) if isinstance(exc.orig, sqlite3.OperationalError) else ""
         # Interrupted at the budget, or refused by a lock (the engine's busy timeout is
         # meant to be short): either way the read is worth waiting for off the loop.
-        if "interrupted" in reason or "database is locked" in reason:
+        if "interrupted" in str(exc.orig) or is_locked(exc):
             return OVER_BUDGET
         raise
+
+
+def is_locked(exc: sa.exc.OperationalError) -> bool:
+    """SQLite refused the statement for a lock held elsewhere (past the busy timeout)."""
+    return "database is locked" in str(exc.orig)

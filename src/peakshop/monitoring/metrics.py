@@ -164,12 +164,12 @@ PROCESS_RSS = Gauge(
 )
 EVENT_LOOP_LAG = Gauge(
     "peakshop_event_loop_lag_seconds",
-    "Latest overshoot of a 100 ms sleep on the event loop (how late the loop ran it).",
+    "Latest overshoot of a 50 ms sleep on the event loop (how late the loop ran it).",
     multiprocess_mode="liveall",
 )
 EVENT_LOOP_LAG_HISTOGRAM = Histogram(
     "peakshop_event_loop_lag_distribution_seconds",
-    "Overshoots of the monitor's 100 ms sleeps on the event loop.",
+    "Overshoots of the event-loop probe's 50 ms sleeps (kit/foreground.py).",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 GC_COLLECTIONS = Counter(

@@ -53,13 +53,13 @@ audit_log = sa.Table(
     sa.Index("ix_audit_log_at", "at"),
 )
 
-# The notifications a job has sent, per channel, written right after each send: a redelivered
-# job checks it first and does not send twice (see jobs/notifications.py for the one window
-# no table can close).
+# The notifications sent, per order (its notification id) and channel, written right after
+# each send: a redelivered job checks it first and does not send twice (see
+# jobs/notifications.py for the one window no table can close).
 notifications_sent = sa.Table(
     "notifications_sent",
     metadata,
-    sa.Column("job_id", sa.String(40), primary_key=True),
+    sa.Column("notification_id", sa.String(40), primary_key=True),
     sa.Column("channel", sa.String(16), primary_key=True),  # email | sms
     sa.Column("order_id", sa.String(40), nullable=False),
     sa.Column("recipient", sa.String(254), nullable=False),

@@ -191,18 +191,22 @@ def _record_plain_batch(conn: sa.Connection, batch: list[Admitted]) -> bool:
     if repository.insert_orders_unless_exist(conn, orders) != len(batch):
         return False
     repository.insert_items(conn, [_item_values(i.payload) for i in batch])
-    per_sale, per_buyer, limits = _units_per_sale_and_buyer(batch)
-    for sale_id, units in per_sale.items():
-        if not inventory_repository.take_from_sale(conn, sale_id, units):
-            return False
-    held = inventory_repository.hold_for_buyers(
-        conn, [(sale, user, units, limits[sale]) for (sale, user), units in per_buyer.items()]
-    )
-    if held != len(per_buyer):
-        return False
     jobs_repository.insert_jobs(
         conn, [i.message for i in batch], now=batch[0].now, available_at=batch[0].now.timestamp()
     )
+    per_sale, per_buyer, limits = _units_per_sale_and_buyer(batch)
+    # Rows locked in one order (buyers by key, then the sales by id) whichever batch takes
+    # them, so that the batches of two API processes wait for each other and never
+    # deadlock; the sale's row, which every batch updates, last: held only until the commit.
+    held = inventory_repository.hold_for_buyers(
+        conn,
+        [(sale, user, units, limits[sale]) for (sale, user), units in sorted(per_buyer.items())],
+    )
+    if held != len(per_buyer):
+        return False
+    for sale_id, units in sorted(per_sale.items()):
+        if not inventory_repository.take_from_sale(conn, sale_id, units):
+            return False
     return True
 
 

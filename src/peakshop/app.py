@@ -180,6 +180,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app._dispatch,
         stats=runtime.monitor.requests if settings.monitoring_enabled else None,
         slow_seconds=settings.slow_request_ms / 1000,
+        in_flight=runtime.event_loop_probe.in_flight,
     )
     app.state.runtime = runtime
     app._runtime = runtime

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from typing import Any
 
 import pytest
 
-from peakshop.kit.foreground import SLOT_SECONDS, ForegroundLoad, YieldToBursts
+from peakshop.kit.foreground import (
+    SLOT_SECONDS,
+    ForegroundLoad,
+    InFlight,
+    LoopSaturation,
+    YieldToBursts,
+)
+from peakshop.monitoring.middleware import observe_http
 
 
 def test_the_rate_counts_the_previous_slot_and_the_current_one() -> None:
@@ -93,3 +102,53 @@ async def test_a_saturated_loop_does_not_hold_the_worker_back() -> None:
     yielding.loop.observe(0.05)
     yielding.loop.observe(0.05)
     await asyncio.wait_for(yielding.wait(), 0.1)  # busy, but nothing to gain by waiting
+
+
+def test_requests_queued_in_the_process_read_as_saturated_though_timers_are_on_time() -> None:
+    """A closed-loop load: ~100 requests in the process, the probe's timer barely late."""
+    saturation = LoopSaturation()
+    saturation.in_flight.count = 100
+    for _ in range(2):
+        saturation.observe(0.001)
+    assert not saturation.saturated  # a 0.1 s burst of samples is not a queue yet
+    for _ in range(10):
+        saturation.observe(0.001)
+    assert saturation.saturated
+    saturation.in_flight.count = 3  # an open-loop load's handful
+    for _ in range(15):
+        saturation.observe(0.001)
+    assert not saturation.saturated
+
+
+async def test_the_request_middleware_counts_the_requests_in_flight() -> None:
+    in_flight = InFlight()
+    release = asyncio.Event()
+
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        await release.wait()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        if scope["path"] == "/fails":
+            raise RuntimeError("after the answer")
+
+    app = observe_http(slow_app, stats=None, slow_seconds=60, in_flight=in_flight)
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def call(path: str) -> None:
+        scope = {"type": "http", "method": "GET", "path": path, "headers": []}
+        with contextlib.suppress(RuntimeError):
+            await app(scope, receive, send)
+
+    calls = [asyncio.create_task(call(path)) for path in ["/a", "/b", "/fails"]]
+    await asyncio.sleep(0.05)
+    assert in_flight.count == 3
+    release.set()
+    await asyncio.gather(*calls)
+    assert in_flight.count == 0  # a request that raised is counted out too
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [204] * 3

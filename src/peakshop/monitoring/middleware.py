@@ -22,6 +22,7 @@ import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Counter, Histogram
 
+from peakshop.kit.foreground import InFlight
 from peakshop.monitoring.logs import REQUEST_ID
 from peakshop.monitoring.metrics import LATENCY_BUCKETS
 from peakshop.monitoring.requests import RequestStats
@@ -70,10 +71,13 @@ def _incoming_request_id(scope: Scope) -> str | None:
     return None
 
 
-def observe_http(app: ASGIApp, *, stats: RequestStats | None, slow_seconds: float) -> ASGIApp:
-    """Wrap ``app`` (HTTP scopes only) with the request id, the metrics and the slow log;
-    without ``stats`` (monitoring turned off) with the request id and the slow log only.
-    What to record is chosen here, once: the per-request path checks no flag."""
+def observe_http(
+    app: ASGIApp, *, stats: RequestStats | None, slow_seconds: float, in_flight: InFlight
+) -> ASGIApp:
+    """Wrap ``app`` (HTTP scopes only) with the request id, the metrics, the slow log and the
+    count of requests in flight (for background work to make way, kit/foreground.py);
+    without ``stats`` (monitoring turned off) without the metrics. What to record is chosen
+    here, once: the per-request path checks no flag."""
     record = _recorder(stats) if stats is not None else None
 
     async def observed(scope: Scope, receive: Receive, send: Send) -> None:
@@ -91,9 +95,11 @@ def observe_http(app: ASGIApp, *, stats: RequestStats | None, slow_seconds: floa
                 message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
+        in_flight.count += 1
         try:
             await app(scope, receive, send_observed)
         finally:
+            in_flight.count -= 1
             elapsed = time.perf_counter() - started
             if record is not None:
                 record(scope, status, elapsed)

@@ -138,6 +138,7 @@ def _record_sent(conn: sa.Connection, records: list[dict[str, Any]]) -> None:
 def compose_email(
     settings: Settings,
     *,
+    notification_id: str,
     order: RowMapping,
     items: list[RowMapping],
     names: dict[int, str],
@@ -168,8 +169,7 @@ def compose_email(
     message["Subject"] = f"Your order {order['id']} is confirmed"
     message["Date"] = format_datetime(utcnow())
     domain = parseaddr(settings.smtp_from)[1].rpartition("@")[2] or "peakshop"
-    # The same for a redelivered job: a mail system that deduplicates drops the copy.
-    message["Message-ID"] = f"<{notification_id_for(order['id'])}@{domain}>"
+    message["Message-ID"] = f"<{notification_id}@{domain}>"  # the same for a redelivered job
     message.set_content("\n".join(lines) + "\n")
     return message
 
@@ -216,6 +216,7 @@ class Notifier:
             if (notification_id, EMAIL) not in facts.sent:
                 message = compose_email(
                     self._settings,
+                    notification_id=notification_id,
                     order=order,
                     items=facts.items.get(order_id, []),
                     names=facts.names,

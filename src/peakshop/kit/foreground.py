@@ -87,10 +87,10 @@ class LoopSaturation:
     SATURATED_LATE_SECONDS = 0.005
     SATURATED_IN_FLIGHT = 48  # requests, smoothed over the probe's samples
 
-    def __init__(self, in_flight: InFlight | None = None) -> None:
+    def __init__(self) -> None:
         self.late = 0.0  # smoothed seconds
         self.queued = 0.0  # smoothed requests in flight
-        self.in_flight = in_flight or InFlight()
+        self.in_flight = InFlight()  # counted by the request middleware (app.py wires it)
         self.listeners: list[Callable[[float], None]] = []
 
     @property

@@ -192,12 +192,16 @@ async def test_the_in_process_worker_yields_to_a_burst_of_orders(
             assert response.status_code == 202, response.text
             answers.append(response.json())
             await asyncio.sleep(0.05)
-        statuses = [
-            (await get(client, f"/api/v1/orders/{answer['order_id']}"))["status"]
-            for answer in answers
-        ]
+        # Read the statuses while the burst goes on (one more order before each read): read
+        # after it, on a slow machine the worker had rightly started on them mid-read.
+        statuses, more = [], []
+        for number, answer in enumerate(answers):
+            response = await buy(client, sale["id"], f"burst_more_{number}")
+            assert response.status_code == 202, response.text
+            more.append(response.json())
+            statuses.append((await get(client, f"/api/v1/orders/{answer['order_id']}"))["status"])
         # The first orders' jobs may have been taken before the rate rose above 1 a second.
         assert statuses[5:].count("pending") == len(statuses) - 5, statuses
-        for answer in answers:
+        for answer in answers + more:
             settled = await order_settles(client, answer["order_id"], within=10)
             assert settled["status"] == "confirmed"

@@ -89,8 +89,12 @@ def test_storefront_run_with_an_slo_file(catalog_url: str, tmp_path: Path) -> No
     assert doc["senders"]["procs"] == 2 and doc["target"]["mode"] == "embedded"
     sent = sum(p["sent"] for p in doc["phases"])
     assert sent == sum(p["planned"] for p in doc["phases"]) > 300
-    assert doc["totals"]["phases"] == ["ramp", "peak", "cool-down"]  # the warm-up is left out
-    labels = set(doc["totals"]["endpoints"])
+    # The totals: the measured phases whose senders kept up (on a loaded machine a phase can
+    # be invalid, and is then left out as the report says); never the warm-up.
+    kept = [p["name"] for p in doc["phases"] if p["measured"] and p["valid"]]
+    assert doc["totals"]["phases"] == kept and "warm-up" not in kept and kept
+    assert [p["name"] for p in doc["phases"] if p["measured"]] == ["ramp", "peak", "cool-down"]
+    labels = {label for p in doc["phases"][1:] for label in p["endpoints"]}
     assert {"GET /api/v1/products", "GET /api/v1/products/{id}"} <= labels
     assert labels <= {
         "GET /api/v1/products",
@@ -136,7 +140,8 @@ def test_flash_sale_day_run(catalog_url: str, tmp_path: Path) -> None:
     assert sale["units"] == 20 and sale["opens_after_s"] == 2.0
     # The run started when the sale was planned to open minus 2 s (to the tenth of a second).
     assert sale["opened_after_start_s"] == pytest.approx(2.0, abs=0.2)
-    storm = doc["totals"]["endpoints"]["POST /api/v1/flash-sales/{id}/orders"]
+    # From the peak phase itself: the totals leave out a phase whose senders fell behind.
+    storm = doc["phases"][1]["endpoints"]["POST /api/v1/flash-sales/{id}/orders"]
     assert storm["sent"] > 20 and storm["failed"] == 0
     assert storm["statuses"].get("202", 0) <= 20 and "409" in storm["statuses"]
     assert doc["phases"][0]["endpoints"].get("POST /api/v1/flash-sales/{id}/orders") is None

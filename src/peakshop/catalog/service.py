@@ -7,10 +7,12 @@ write returns the cache tags it makes stale; the route invalidates them after th
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -205,37 +207,48 @@ async def _check_refs(
         raise UnknownReference("category", category_id, field="category_id")
 
 
-def products_out(rows: list[RowMapping]) -> list[ProductOut]:
-    """Products from rows of ``listing.select_products`` (seller and category joined in)."""
-    return [
-        ProductOut(
-            id=row["id"],
-            name=row["name"],
-            description=row["description"],
-            price=format_cents(row["price_cents"]),
-            currency=row["currency"],
-            status=row["status"],
-            seller=None
-            if row["seller_id"] is None
-            else SellerRef(row["seller_id"], row["seller_name"]),
-            category=None
-            if row["category_id"] is None
-            else CategoryRef(row["category_id"], row["category_name"], row["category_path"]),
-            image_urls=list(row["image_urls"] or []),
-            current_stock=row["available"],
-            created_at=_dt(row["created_at"]),
-            updated_at=_dt(row["updated_at"]),
-        )
-        for row in rows
-    ]
+def product_of(row: Sequence[Any]) -> ProductOut:
+    """A product from a row in ``listing.PRODUCT_COLUMNS`` order (seller and category joined
+    in): typed by SQLAlchemy, or as the driver returns it (``listing``'s reads: the image
+    list is JSON text, and on SQLite the stamps are text too)."""
+    (id_, name, description, price_cents, currency, status, seller_id, category_id,
+     image_urls, available, created_at, updated_at, seller_name, category_name,
+     category_path) = row  # fmt: skip
+    return ProductOut(
+        id=id_,
+        name=name,
+        description=description,
+        price=format_cents(price_cents),
+        currency=currency,
+        status=status,
+        seller=None if seller_id is None else SellerRef(seller_id, seller_name),
+        category=None
+        if category_id is None
+        else CategoryRef(category_id, category_name, category_path),
+        image_urls=_decode_list(image_urls)
+        if isinstance(image_urls, str | bytes)
+        else list(image_urls or []),
+        current_stock=available,
+        created_at=_stamp(created_at),
+        updated_at=_stamp(updated_at),
+    )
+
+
+def _stamp(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+_decode_list = msgspec.json.Decoder(list[str]).decode
 
 
 async def product_out(conn: AsyncConnection, product_id: int) -> ProductOut:
     query = listing.select_products().where(products.c.id == product_id)
-    row = (await conn.execute(query)).mappings().first()
+    row = (await conn.execute(query)).first()
     if row is None:
         raise CatalogNotFound("product", product_id)
-    return products_out([row])[0]
+    return product_of(row)
 
 
 async def create_product(conn: AsyncConnection, *, data: ProductIn, now: datetime) -> ProductOut:
@@ -262,11 +275,10 @@ async def create_product(conn: AsyncConnection, *, data: ProductIn, now: datetim
 
 def read_product(conn: sa.Connection, *, product_id: int) -> ProductOut:
     """Synchronous: run it with ``Database.run_read`` (the route's hot path)."""
-    query = listing.select_products().where(products.c.id == product_id)
-    row = conn.execute(query).mappings().first()
+    row = listing.product_row(conn, product_id)
     if row is None:
         raise CatalogNotFound("product", product_id)
-    return products_out([row])[0]
+    return product_of(row)
 
 
 async def update_product(
@@ -316,6 +328,6 @@ def list_products(
         if cursor is not None:
             raise InvalidInput("give cursor or page, not both", field="page")
         rows, total = listing.offset_page(conn, filters, path=path, page=page, limit=limit)
-        return ProductPage(items=products_out(rows), page=page, limit=limit, total=total)
+        return ProductPage(items=[product_of(r) for r in rows], page=page, limit=limit, total=total)
     rows, next_cursor = listing.cursor_page(conn, filters, path=path, cursor=cursor, limit=limit)
-    return ProductPage(items=products_out(rows), next_cursor=next_cursor)
+    return ProductPage(items=[product_of(r) for r in rows], next_cursor=next_cursor)

@@ -5,7 +5,6 @@ products' sold units and the analytics roll-up of the finished days in set-based
 from __future__ import annotations
 
 import itertools
-import json
 import multiprocessing
 import sqlite3
 import traceback
@@ -15,11 +14,13 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 import asyncpg
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex
 
 from peakshop.bench.seed_catalog_data import DAY, Catalog, ItemRow, OrderRow, order_stream
 from peakshop.bench.seed_store import Tracker, sqlite_stamp
+from peakshop.catalog.models import products as products_table
 from peakshop.orders.models import orders as orders_table
 
 CHUNK = 20_000
@@ -66,10 +67,10 @@ class CatalogPlan:
 
 def _product_row(product: list[Any], stamp: Any) -> tuple[Any, ...]:
     number, name, price, status, seller, category, created, stock, _sold = product
+    at = stamp(created)
     return (
         number, name, f"{name}: a seeded product.", price, "EUR", status, seller, category,
-        json.dumps([f"https://img.example/p/{number}.jpg"]), stock, stock, 0, 0, 0,
-        stamp(created), stamp(created),
+        f'["https://img.example/p/{number}.jpg"]', stock, stock, 0, 0, 0, at, at,
     )  # fmt: skip
 
 
@@ -82,17 +83,23 @@ def _order_row(order: OrderRow, stamp: Any) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def fast_sqlite_stamps(now: float) -> Any:
-    """SQLite's text stamp of a whole-second epoch as two table lookups: strftime on three
-    million datetimes costs seconds on the 2-core machine."""
+def fast_sqlite_stamps(now: float, *, fraction: bool = False) -> Any:
+    """SQLite's text stamp of an epoch in the two years before ``now`` as two table lookups:
+    strftime on three million datetimes costs seconds on the 2-core machine. ``fraction``:
+    the epochs have microseconds (else whole seconds)."""
     first_day = int(now) // DAY - 2 * 366
     days = [sqlite_stamp((first_day + d) * DAY)[:11] for d in range(3 * 366)]
-    seconds = [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}.000000" for s in range(DAY)]
+    seconds = [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}." for s in range(DAY)]
 
     def stamp(epoch: int) -> str:
-        return days[epoch // DAY - first_day] + seconds[epoch % DAY]
+        return days[epoch // DAY - first_day] + seconds[epoch % DAY] + "000000"
 
-    return stamp
+    def precise_stamp(epoch: float) -> str:
+        whole = int(epoch)
+        micros = int((epoch - whole) * 1_000_000)
+        return days[whole // DAY - first_day] + seconds[whole % DAY] + f"{micros:06d}"
+
+    return precise_stamp if fraction else stamp
 
 
 def _chunks(plan: CatalogPlan, stamp: Any) -> Iterator[tuple[list[tuple[Any, ...]], list[ItemRow]]]:
@@ -159,14 +166,14 @@ def _take_tallies(catalog: Catalog, tallies: Any) -> None:
         product[8] = units_sold
 
 
-def _drop_indexes() -> list[str]:
+def _drop_indexes(table: sa.Table) -> list[str]:
     """A bulk load builds secondary indexes once at the end instead of row by row (several
     times faster); the unique constraints stay, since they are the data's own checks."""
-    return [f"DROP INDEX {index.name}" for index in orders_table.indexes]
+    return [f"DROP INDEX {index.name}" for index in table.indexes]
 
 
-def _create_indexes(dialect: Any) -> list[str]:
-    return [str(CreateIndex(index).compile(dialect=dialect)) for index in orders_table.indexes]
+def _create_indexes(table: sa.Table, dialect: Any) -> list[str]:
+    return [str(CreateIndex(index).compile(dialect=dialect)) for index in table.indexes]
 
 
 def _today_start(now: float) -> datetime:
@@ -192,22 +199,27 @@ def write_sqlite(conn: sqlite3.Connection, plan: CatalogPlan, tracker: Tracker) 
             _sql_insert("sellers", SELLER_COLUMNS),
             [(*s, now_text, now_text) for s in catalog.sellers],
         )
+        for statement in _drop_indexes(products_table):
+            conn.execute(statement)
+        stamp = fast_sqlite_stamps(plan.now, fraction=True)
         conn.executemany(
             _sql_insert("products", PRODUCT_COLUMNS),
-            (_product_row(p, sqlite_stamp) for p in catalog.products),
+            (_product_row(p, stamp) for p in catalog.products),
         )
+        for statement in _create_indexes(products_table, sqlite.dialect()):
+            conn.execute(statement)
         advance(len(catalog.products))
     with tracker.phase("orders", plan.orders) as advance:
         insert_orders = _sql_insert("orders", ORDER_COLUMNS)
         insert_items = _sql_insert("order_items", ITEM_COLUMNS)
-        for statement in _drop_indexes():
+        for statement in _drop_indexes(orders_table):
             conn.execute(statement)
         for orders, items in _sqlite_chunks_from_child(plan):
             conn.executemany(insert_orders, orders)
             conn.executemany(insert_items, items)
             advance(len(orders))
     with tracker.phase("orders' indexes"):
-        for statement in _create_indexes(sqlite.dialect()):
+        for statement in _create_indexes(orders_table, sqlite.dialect()):
             conn.execute(statement)
     with tracker.phase("stock ledger and analytics"):
         conn.executemany(
@@ -255,14 +267,14 @@ async def write_postgres(conn: asyncpg.Connection, plan: CatalogPlan, tracker: T
         )
         advance(len(catalog.products))
     with tracker.phase("orders", plan.orders) as advance:
-        for statement in _drop_indexes():
+        for statement in _drop_indexes(orders_table):
             await conn.execute(statement)
         for orders, items in _chunks(plan, stamp):
             await conn.copy_records_to_table("orders", records=orders, columns=ORDER_COLUMNS)
             await conn.copy_records_to_table("order_items", records=items, columns=ITEM_COLUMNS)
             advance(len(orders))
     with tracker.phase("orders' indexes"):
-        for statement in _create_indexes(postgresql.dialect()):  # type: ignore[no-untyped-call]
+        for statement in _create_indexes(orders_table, postgresql.dialect()):  # type: ignore[no-untyped-call]
             await conn.execute(statement)
     with tracker.phase("stock ledger and analytics"):
         await conn.executemany(

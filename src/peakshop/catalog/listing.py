@@ -125,6 +125,14 @@ def select_products() -> sa.Select[Any]:
 # the event loop's thread within a time budget, else in a thread: kit/sqlite_inline.py).
 
 
+# A compiled page: its SQL and its positional parameters' names, each with the value it
+# takes when the caller gives none.
+_Statement = tuple[str, tuple[tuple[str, Any], ...]]
+# (shape, offset, dialect's name, driver, paramstyle) -> the statement: at most 2^6 * 3 * 2
+# shapes per dialect, so it needs no bound.
+_COMPILED: dict[tuple[Any, ...], _Statement] = {}
+
+
 def product_row(conn: sa.Connection, product_id: int) -> Any:
     """One product's row in ``PRODUCT_COLUMNS`` order, as the driver returns it, or None
     (as the pages, ``_compiled``)."""
@@ -139,14 +147,6 @@ def product_row(conn: sa.Connection, product_id: int) -> Any:
 def category_path(conn: sa.Connection, category_id: int) -> str | None:
     query = sa.select(categories.c.path).where(categories.c.id == category_id)
     return conn.execute(query).scalar()
-
-
-# A compiled page: its SQL and its positional parameters' names, each with the value it
-# takes when the caller gives none.
-_Statement = tuple[str, tuple[tuple[str, Any], ...]]
-# (shape, offset, dialect's name, driver, paramstyle) -> the statement: at most 2^6 * 3 * 2
-# shapes per dialect, so it needs no bound.
-_COMPILED: dict[tuple[Any, ...], _Statement] = {}
 
 
 class _Shape(NamedTuple):

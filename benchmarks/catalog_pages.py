@@ -82,7 +82,8 @@ async def _list(
 ) -> ProductPage:
     """A page as the route reads it (without the cache)."""
     return await db.run_read(
-        partial(service.list_products, filters=filters, cursor=cursor, page=page, limit=PAGE)
+        partial(service.list_products, filters=filters, cursor=cursor, page=page, limit=PAGE),
+        inline=True,
     )
 
 

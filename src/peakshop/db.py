@@ -324,10 +324,16 @@ class Database:
         (short indexed reads: a catalog page) it runs on the loop's own thread, unless it
         takes longer than ``INLINE_READ_BUDGET_SECONDS``: then it is interrupted and run in
         a thread (kit/sqlite_inline.py). On PostgreSQL it runs on an asyncpg connection
-        through ``run_sync``, statement by statement."""
+        through ``run_sync``, statement by statement (with ``inline``, each in a
+        transaction of its own)."""
         engine = self.sync_read_engine
         if engine is None:
             async with self.read() as conn:
+                if inline:
+                    # A catalog page's statements need no snapshot of their own: in
+                    # autocommit they go without the BEGIN and ROLLBACK round trips (~8 % of
+                    # an uncached list's server CPU on PostgreSQL, py-spy).
+                    await conn.execution_options(isolation_level="AUTOCOMMIT")
                 return await conn.run_sync(read)
         if inline and self.inline_read_engine is not None:
             result = read_within(

@@ -332,7 +332,7 @@ class Database:
                 if inline:
                     # A catalog page's statements need no snapshot of their own: in
                     # autocommit they go without the BEGIN and ROLLBACK round trips (~8 % of
-                    # an uncached list's server CPU on PostgreSQL, py-spy).
+                    # the server's samples under uncached lists on PostgreSQL, py-spy).
                     await conn.execution_options(isolation_level="AUTOCOMMIT")
                 return await conn.run_sync(read)
         if inline and self.inline_read_engine is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -128,20 +128,19 @@ def select_products() -> sa.Select[Any]:
 # A compiled page: its SQL and its positional parameters' names, each with the value it
 # takes when the caller gives none.
 _Statement = tuple[str, tuple[tuple[str, Any], ...]]
-# (shape, offset, dialect's name, driver, paramstyle) -> the statement: at most 2^6 * 3 * 2
-# shapes per dialect, so it needs no bound.
+# (shape, dialect's name, driver, paramstyle) -> the statement: a page's shapes are at most
+# 2^6 * 3 * 2 (and offset or not) per dialect, so it needs no bound.
 _COMPILED: dict[tuple[Any, ...], _Statement] = {}
 
 
 def product_row(conn: sa.Connection, product_id: int) -> Any:
     """One product's row in ``PRODUCT_COLUMNS`` order, as the driver returns it, or None
-    (as the pages, ``_compiled``)."""
-    key = ("by id", conn.dialect.name, conn.dialect.driver, conn.dialect.paramstyle)
-    sql = _COMPILED.get(key)
-    if sql is None:
-        query = select_products().where(products.c.id == sa.bindparam("id", type_=sa.BigInteger))
-        sql = _COMPILED[key] = (str(query.compile(dialect=conn.dialect)), (("id", None),))
-    return conn.exec_driver_sql(sql[0], (product_id,)).first()
+    (as the pages, see ``_compile``)."""
+
+    def by_id() -> sa.Select[Any]:
+        return select_products().where(products.c.id == sa.bindparam("id", type_=sa.BigInteger))
+
+    return _execute(conn, ("by id",), by_id, {"id": product_id}).first()
 
 
 def category_path(conn: sa.Connection, category_id: int) -> str | None:
@@ -229,29 +228,23 @@ def _after(sort: str) -> sa.ColumnElement[bool]:
     return key > bound if sort == "price_asc" else key < bound
 
 
-def _compiled(shape: _Shape, offset: bool, dialect: Dialect) -> _Statement:
-    key = (shape, offset, dialect.name, dialect.driver, dialect.paramstyle)
-    compiled = _COMPILED.get(key)
-    if compiled is None:
-        compiled = _COMPILED[key] = _compile(shape, offset, dialect)
-    return compiled
-
-
-def _compile(shape: _Shape, offset: bool, dialect: Dialect) -> _Statement:
-    """The page's SQL for ``dialect`` and its parameters' names in order.
-
-    Why by hand: a page is read ~500 times a second uncached, and building the statement,
-    its cache key and the typed rows cost SQLAlchemy more CPU than SQLite spends on the
-    query. The statement is still built by SQLAlchemy, once per shape; the rows come back
-    as the driver gives them and ``catalog.service.product_of`` reads both drivers' forms."""
+def _page(shape: _Shape, offset: bool) -> sa.Select[Any]:
     query = (
         select_products()
         .where(*_where(shape))
         .order_by(*_order(shape.sort))
         .limit(sa.bindparam("limit", type_=sa.Integer))
     )
-    if offset:
-        query = query.offset(sa.bindparam("offset", type_=sa.Integer))
+    return query.offset(sa.bindparam("offset", type_=sa.Integer)) if offset else query
+
+
+def _compile(query: sa.Select[Any], dialect: Dialect) -> _Statement:
+    """The statement's SQL for ``dialect`` and its parameters' names in order.
+
+    Why by hand: a page is read ~500 times a second uncached, and building the statement,
+    its cache key and the typed rows cost SQLAlchemy more CPU than SQLite spends on the
+    query. The statement is still built by SQLAlchemy, once per shape; the rows come back
+    as the driver gives them and ``catalog.service.product_of`` reads both drivers' forms."""
     compiled = query.compile(dialect=dialect)
     # SQLite's LIMIT comes with an OFFSET of its own (an anonymous parameter, 0): such
     # parameters take the value they were compiled with.
@@ -259,10 +252,24 @@ def _compile(shape: _Shape, offset: bool, dialect: Dialect) -> _Statement:
     return str(compiled), tuple((name, binds[name].value) for name in compiled.positiontup or ())
 
 
+def _execute(
+    conn: sa.Connection,
+    shape: tuple[Any, ...],
+    build: Callable[[], sa.Select[Any]],
+    values: dict[str, Any],
+) -> sa.CursorResult[Any]:
+    """Run the statement of ``shape`` (built by ``build`` and compiled on first use)."""
+    dialect = conn.dialect
+    key = (*shape, dialect.name, dialect.driver, dialect.paramstyle)
+    statement = _COMPILED.get(key)
+    if statement is None:
+        statement = _COMPILED[key] = _compile(build(), dialect)
+    sql, names = statement
+    return conn.exec_driver_sql(sql, tuple(values.get(name, default) for name, default in names))
+
+
 def _run(conn: sa.Connection, shape: _Shape, values: dict[str, Any], *, offset: bool) -> list[Any]:
-    sql, names = _compiled(shape, offset, conn.dialect)
-    parameters = tuple(values.get(name, default) for name, default in names)
-    return list(conn.exec_driver_sql(sql, parameters).all())
+    return list(_execute(conn, (shape, offset), lambda: _page(shape, offset), values).all())
 
 
 def cursor_page(

@@ -8,7 +8,7 @@ write returns the cache tags it makes stale; the route invalidates them after th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -235,9 +235,7 @@ def product_of(row: Sequence[Any]) -> ProductOut:
 
 
 def _stamp(value: datetime | str) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return _dt(datetime.fromisoformat(value) if isinstance(value, str) else value)
 
 
 _decode_list = msgspec.json.Decoder(list[str]).decode

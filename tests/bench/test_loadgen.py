@@ -161,8 +161,9 @@ async def test_open_loop_counts_a_stall_from_the_scheduled_send_time(stub: StubS
     # first ones, less for the later ones; 100 requests were scheduled within the stall.
     assert result.latency_max_ns is not None and result.latency_max_ns >= 450_000_000
     assert result.latency.get_value_at_percentile(70) >= 150_000  # us
-    # The sender itself kept to its schedule.
-    assert result.lag.get_value_at_percentile(99) < 5_000
+    # The sender itself kept to its schedule: its lag stays an order of magnitude below the
+    # stall (a shared CI machine adds a few ms of scheduling noise, so not a tighter bound).
+    assert result.lag.get_value_at_percentile(99) < 50_000
 
 
 async def test_closed_loop_measures_from_the_actual_send(stub: StubServer) -> None:
@@ -202,7 +203,8 @@ async def test_a_sender_on_schedule_is_valid(stub: StubServer) -> None:
         url=stub.url, bodies=[BODY], mode="open", rate=200, duration=0.5, concurrency=64
     )
     summary = report.summarize(await loadgen.run(spec), name="ok", server="stub", rate=200)
-    judge(summary, max_lag_ms=5.0)
+    # 50 ms: a shared CI machine's scheduling noise reached 6 ms at P99 of 100 sends.
+    judge(summary, max_lag_ms=50.0)
     assert summary["valid"] is True
     assert summary["planned"] == summary["total"] == summary["succeeded"] == 100
 

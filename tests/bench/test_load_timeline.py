@@ -126,7 +126,7 @@ async def test_a_deliberately_slowed_sender_is_caught(echo_server: str) -> None:
     async def hog() -> None:
         await asyncio.sleep((start_ns - time.monotonic_ns()) / 1e9 + 0.8)
         while True:
-            time.sleep(0.02)  # noqa: ASYNC251 - the point: a blocked sender loop
+            time.sleep(0.06)  # noqa: ASYNC251 - the point: a blocked sender loop
             await asyncio.sleep(0.01)
 
     task = asyncio.create_task(hog())
@@ -147,10 +147,11 @@ async def test_a_deliberately_slowed_sender_is_caught(echo_server: str) -> None:
         finished_ns=summary.finished_ns,
         stopped_at_s=None,
     )
-    # A generous limit for the calm phase on a shared machine; the hog adds ~20 ms.
-    doc = load_helpers.document(the_outcome, profile, max_lag_ms=10.0)
+    # A generous limit for the calm phase on a shared machine (CI's noise reached 6 ms); the
+    # hog adds up to 60 ms.
+    doc = load_helpers.document(the_outcome, profile, max_lag_ms=25.0)
     calm, hogged = doc["phases"]
     assert calm["sent"] == 160 and hogged["sent"] == 320
     assert calm["valid"], calm["lag_ms"]
-    assert not hogged["valid"] and hogged["lag_ms"]["p99"] > 10.0
+    assert not hogged["valid"] and hogged["lag_ms"]["p99"] > 25.0
     assert doc["verdict"]["exit_code"] == 1

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -187,6 +188,9 @@ def write_sqlite(path: str, plan: Plan, tracker: Tracker) -> bool:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
+        # Helper threads for SQLite's sorter: the indexes built after the bulk load sort
+        # millions of keys (the orders' four: 3.9-4.5 s with none, 3.2-3.4 s with two).
+        conn.execute(f"PRAGMA threads={min(os.cpu_count() or 1, 4)}")
         # The validation log's file (see peakshop.db.Database), emptied by --reset.
         conn.execute(f"ATTACH DATABASE ? AS {LOGS_SCHEMA}", (log_database_path(path),))
         conn.execute("BEGIN IMMEDIATE")

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from peakshop.analytics import repository as analytics_repository
+from peakshop.analytics import tasks as analytics_tasks
 from peakshop.analytics.service import day_start
 from peakshop.bench.seed_data import SeedError
 from peakshop.bench.seed_store import DatabaseNotEmpty
@@ -83,6 +84,30 @@ async def test_the_seeded_roll_up_is_the_jobs_roll_up(seed_settings: Settings) -
     finally:
         await db.dispose()
     assert today not in rows and today.isoformat() not in rows  # today is computed live
+
+
+async def test_the_seed_leaves_the_database_as_a_running_shop_would(
+    seed_settings: Settings,
+) -> None:
+    """The top-products windows as the daily refresh computes them (so the first scheduled
+    roll-up has no refresh to do), and the orders stored in creation order."""
+    await seed(seed_settings, sellers=3, products=50, orders=1_000)
+    await seed(seed_settings, sellers=3, products=50, orders=2_000, reset=True)  # replaced
+    query = (
+        "SELECT window_days, product_id, last_day, units, revenue_cents FROM product_sales_window"
+    )
+    seeded = sorted(await fetch(seed_settings, query))
+    assert {row[0] for row in seeded} == {7, 30, 90, 365}
+    db = Database(seed_settings)
+    try:
+        await analytics_tasks.refresh_windows(db, datetime.now(UTC).date())
+    finally:
+        await db.dispose()
+    assert seeded == sorted(await fetch(seed_settings, query))
+    created = [
+        row[0] for row in await fetch(seed_settings, "SELECT created_at FROM orders ORDER BY seq")
+    ]
+    assert len(created) == 2_000 and created == sorted(created)
 
 
 async def test_catalog_refusals(seed_settings: Settings) -> None:

@@ -3,6 +3,8 @@ cancellation is picked up when the recent days are rolled up again)."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import sqlalchemy as sa
 
 from peakshop.db import Timestamp, metadata
@@ -38,6 +40,13 @@ coupon_daily = sa.Table(
 )
 
 WINDOWS = (7, 30, 90, 365)  # days, today included: the ranges top-products answers fast
+
+
+def window_ranges(last: date) -> list[tuple[int, date]]:
+    """(window, its first finished day) of each window whose finished days end on ``last``
+    (yesterday): a window of N days is N - 1 finished days and today."""
+    return [(window, last - timedelta(days=window - 2)) for window in WINDOWS]
+
 
 # Top products over the usual ranges: product totals over the finished days of the last
 # ``window_days`` days (today excluded, it is added live), ending on ``last_day``.

@@ -5,7 +5,7 @@ coupon redemptions), so the same indexes serve SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +17,7 @@ from peakshop.analytics.models import (
     product_sales_daily,
     product_sales_window,
     sales_daily,
+    window_ranges,
 )
 from peakshop.coupons.models import coupon_usage
 from peakshop.orders.models import order_items, orders
@@ -178,11 +179,10 @@ async def day_row(conn: AsyncConnection, day: date) -> RowMapping | None:
     return row
 
 
-async def replace_windows(conn: AsyncConnection, *, last: date, windows: tuple[int, ...]) -> None:
+async def replace_windows(conn: AsyncConnection, *, last: date) -> None:
     """Every row gets the same ``last_day`` (``windows_ending`` reads it from any one row)."""
     await conn.execute(sa.delete(product_sales_window))
-    for window in windows:
-        first = last - timedelta(days=window - 2)  # window - 1 finished days, and today
+    for window, first in window_ranges(last):
         await conn.execute(
             sa.insert(product_sales_window).from_select(
                 ["window_days", "product_id", "last_day", "units", "revenue_cents"],

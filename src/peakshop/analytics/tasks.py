@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 import structlog
 
 from peakshop.analytics import repository
-from peakshop.analytics.models import WINDOWS
 from peakshop.analytics.service import day_start
 from peakshop.jobs.worker import Sweep
 from peakshop.kit.clock import from_db, utcnow
@@ -91,7 +90,7 @@ async def refresh_windows(db: Database, today: date) -> None:
     daily rows takes a few hundred milliseconds, too slow for each read."""
     last = today - timedelta(days=1)
     async with db.write() as conn:
-        await repository.replace_windows(conn, last=last, windows=WINDOWS)
+        await repository.replace_windows(conn, last=last)
     log.info("analytics_windows_refreshed", ending=str(last))
 
 

@@ -10,7 +10,7 @@ import sqlite3
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
@@ -18,16 +18,25 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex
 
-from peakshop.bench.seed_catalog_data import DAY, Catalog, ItemRow, OrderRow, order_stream
+from peakshop.analytics.models import window_ranges
+from peakshop.bench.seed_catalog_data import (
+    DAY,
+    Catalog,
+    ItemRow,
+    OrderRow,
+    order_stream,
+    product_daily_rows,
+    sales_daily_rows,
+)
 from peakshop.bench.seed_store import Tracker, sqlite_stamp
 from peakshop.catalog.models import products as products_table
 from peakshop.orders.models import orders as orders_table
 
 CHUNK = 20_000
 CHILD_TIMEOUT = 300.0  # seconds for the order generator's next chunk, and to exit
-EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 # Children first, so that emptying them never trips a foreign key.
 TABLES = (
+    "product_sales_window",
     "product_sales_daily",
     "sales_daily",
     "coupon_daily",
@@ -138,35 +147,49 @@ def _chunks(
         yield [row(o, stamp) for o, _ in batch], [i for _, items in batch for i in items]
 
 
-def _sqlite_chunks_from_child(
-    plan: CatalogPlan,
-) -> Iterator[tuple[list[tuple[Any, ...]], list[ItemRow]]]:
+class SqliteOrderChunks:
     """``_chunks`` for SQLite, generated in another process while this one inserts.
 
     Generating the rows (~10 s for 1M orders on the 2-core machine) and inserting them
     (another ~10 s) both need a core; in one process they take turns. The child works on
     its own copy of the catalog and sends, after the last chunk, what generating tallied
-    (sold units, the roll-up's counts), which is copied into ``plan.catalog`` here."""
-    context = multiprocessing.get_context("spawn")
-    channel: multiprocessing.Queue[Any] = context.Queue(maxsize=4)  # bounded: flat memory
-    child = context.Process(
-        target=_generate_in_child, args=(plan, channel), name="peakshop-seed-orders", daemon=True
-    )
-    child.start()
-    try:
+    (sold units, the roll-up's counts), which is copied into ``plan.catalog`` here.
+
+    The child starts when this is made, before the phases that come ahead of the orders:
+    its start-up (a fresh interpreter) and its first steps (drawing and sorting a million
+    creation times, ~1.3 s) then overlap them instead of delaying the first insert.
+    ``close()`` ends it, also when the orders were never read (a seed that failed first)."""
+
+    def __init__(self, plan: CatalogPlan) -> None:
+        self._plan = plan
+        context = multiprocessing.get_context("spawn")
+        # Bounded: flat memory, and the child waits while the users are inserted.
+        self._channel: multiprocessing.Queue[Any] = context.Queue(maxsize=4)
+        self._child = context.Process(
+            target=_generate_in_child,
+            args=(plan, self._channel),
+            name="peakshop-seed-orders",
+            daemon=True,
+        )
+        self._child.start()
+
+    def __iter__(self) -> Iterator[tuple[list[tuple[Any, ...]], list[ItemRow]]]:
         while True:
-            kind, payload = channel.get(timeout=CHILD_TIMEOUT)
+            kind, payload = self._channel.get(timeout=CHILD_TIMEOUT)
             if kind == "chunk":
                 yield payload
             elif kind == "error":
                 raise RuntimeError(f"order generator failed:\n{payload}")
             else:
-                _take_tallies(plan.catalog, payload)
+                _take_tallies(self._plan.catalog, payload)
                 return
-    finally:
-        child.join(timeout=CHILD_TIMEOUT)
-        if child.is_alive():
-            child.kill()
+
+    def close(self) -> None:
+        if self._child.is_alive() and self._channel.empty():
+            self._child.join(timeout=1.0)  # it has sent everything and is exiting
+        if self._child.is_alive():
+            self._child.kill()
+        self._child.join(timeout=CHILD_TIMEOUT)
 
 
 def _generate_in_child(plan: CatalogPlan, channel: multiprocessing.Queue[Any]) -> None:
@@ -209,8 +232,11 @@ def _sql_insert(table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
-def write_sqlite(conn: sqlite3.Connection, plan: CatalogPlan, tracker: Tracker) -> None:
-    """Inside the caller's transaction (the seed is all or nothing)."""
+def write_sqlite(
+    conn: sqlite3.Connection, plan: CatalogPlan, tracker: Tracker, orders: SqliteOrderChunks
+) -> None:
+    """Inside the caller's transaction (the seed is all or nothing); ``orders`` was made
+    from ``plan`` (the caller closes it)."""
     catalog, now_text = plan.catalog, sqlite_stamp(plan.now)
     with tracker.phase("catalog reset"):
         for table in TABLES:
@@ -238,10 +264,10 @@ def write_sqlite(conn: sqlite3.Connection, plan: CatalogPlan, tracker: Tracker) 
         insert_items = _sql_insert("order_items", ITEM_COLUMNS)
         for statement in _drop_indexes(orders_table):
             conn.execute(statement)
-        for orders, items in _sqlite_chunks_from_child(plan):
-            conn.executemany(SQLITE_INSERT_ORDER, orders)
+        for order_rows, items in orders:
+            conn.executemany(SQLITE_INSERT_ORDER, order_rows)
             conn.executemany(insert_items, items)
-            advance(len(orders))
+            advance(len(order_rows))
     with tracker.phase("orders' indexes"):
         for statement in _create_indexes(orders_table, sqlite.dialect()):
             conn.execute(statement)
@@ -253,16 +279,23 @@ def write_sqlite(conn: sqlite3.Connection, plan: CatalogPlan, tracker: Tracker) 
         conn.executemany(
             "INSERT INTO sales_daily (day, orders, revenue_cents, discount_cents, units, "
             "rolled_up_at) VALUES (?, ?, ?, ?, ?, ?)",
-            [(d.isoformat(), *rest, now_text) for d, *rest in sales_daily_rows(plan)],
+            [
+                (d.isoformat(), *rest, now_text)
+                for d, *rest in sales_daily_rows(plan.catalog, plan.now)
+            ],
         )
         conn.executemany(
             "INSERT INTO product_sales_daily (day, product_id, units, revenue_cents) "
             "VALUES (?, ?, ?, ?)",
-            ((d.isoformat(), *rest) for d, *rest in product_daily_rows(plan)),
+            ((d.isoformat(), *rest) for d, *rest in product_daily_rows(plan.catalog, plan.now)),
         )
         today = sqlite_stamp(_today_start(plan.now).timestamp())
         for statement in _roll_up_sql(day="date({column})", today="?"):
             conn.execute(statement, (today,))
+        conn.executemany(
+            _windows_sql(window="?1", last="?2", first="?3"),
+            [(w, last.isoformat(), first.isoformat()) for w, last, first in _windows(plan)],
+        )
 
 
 async def write_postgres(conn: asyncpg.Connection, plan: CatalogPlan, tracker: Tracker) -> None:
@@ -307,52 +340,25 @@ async def write_postgres(conn: asyncpg.Connection, plan: CatalogPlan, tracker: T
         )
         await conn.copy_records_to_table(
             "sales_daily",
-            records=[(*row, now) for row in sales_daily_rows(plan)],
+            records=[(*row, now) for row in sales_daily_rows(plan.catalog, plan.now)],
             columns=("day", "orders", "revenue_cents", "discount_cents", "units", "rolled_up_at"),
         )
         await conn.copy_records_to_table(
             "product_sales_daily",
-            records=product_daily_rows(plan),
+            records=product_daily_rows(plan.catalog, plan.now),
             columns=("day", "product_id", "units", "revenue_cents"),
         )
         today = _today_start(plan.now)
         for statement in _roll_up_sql(day="({column} AT TIME ZONE 'UTC')::date", today="$1"):
             await conn.execute(statement, today)
+        await conn.executemany(
+            _windows_sql(window="$1::integer", last="$2::date", first="$3::date"), _windows(plan)
+        )
         for table in ("categories", "sellers", "products"):
             await conn.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                 f"GREATEST((SELECT max(id) FROM {table}), 1))"
             )
-
-
-def sales_daily_rows(plan: CatalogPlan) -> list[tuple[date, int, int, int, int]]:
-    """The roll-up's sales_daily rows of the finished days, from the tally kept while the
-    orders were generated: (day, orders, revenue, discount, units). Every day from the
-    first order on gets a row, zeros included: a missing day is one the scheduled roll-up
-    would compute again."""
-    today = int(plan.now) // DAY
-    daily = plan.catalog.daily
-    if not daily:
-        return []
-    return [
-        (date.fromordinal(EPOCH_ORDINAL + day), *_totals(daily.get(day)))
-        for day in range(min(daily), today)
-    ]
-
-
-def _totals(tally: list[int] | None) -> tuple[int, int, int, int]:
-    orders, revenue, units = tally or (0, 0, 0)
-    return orders, revenue, 0, units
-
-
-def product_daily_rows(plan: CatalogPlan) -> Iterator[tuple[date, int, int, int]]:
-    """The roll-up's product_sales_daily rows of the finished days, from the tally."""
-    today = int(plan.now) // DAY
-    revenue = plan.catalog.product_revenue
-    for key, units in sorted(plan.catalog.product_units.items()):
-        day = key >> 32
-        if day < today:
-            yield date.fromordinal(EPOCH_ORDINAL + day), key & 0xFFFFFFFF, units, revenue[key]
 
 
 def _roll_up_sql(*, day: str, today: str) -> list[str]:
@@ -365,3 +371,19 @@ def _roll_up_sql(*, day: str, today: str) -> list[str]:
         "sum(u.discount_cents), sum(u.order_total_cents) FROM coupon_usage u "
         f"WHERE u.used_at < {today} GROUP BY {use_day}, u.coupon_id",
     ]
+
+
+def _windows(plan: CatalogPlan) -> list[tuple[int, date, date]]:
+    """(window, last day, first day) of the top-products windows as the daily refresh leaves
+    them (analytics/tasks.py) on the day of the seed: a seeded database is one whose
+    scheduled jobs are up to date, so its first roll-up has no once-a-day refresh to do."""
+    last = _today_start(plan.now).date() - timedelta(days=1)
+    return [(window, last, first) for window, first in window_ranges(last)]
+
+
+def _windows_sql(*, window: str, last: str, first: str) -> str:
+    return (
+        "INSERT INTO product_sales_window (window_days, product_id, last_day, units, "
+        f"revenue_cents) SELECT {window}, product_id, {last}, sum(units), sum(revenue_cents) "
+        f"FROM product_sales_daily WHERE day >= {first} AND day <= {last} GROUP BY product_id"
+    )

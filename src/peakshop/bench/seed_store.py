@@ -198,26 +198,37 @@ def write_sqlite(path: str, plan: Plan, tracker: Tracker) -> bool:
             if not _sqlite_prepare(conn, plan, tracker):
                 conn.execute("ROLLBACK")
                 return False
-            stamps = _sqlite_signup_stamps(first_signup_day(plan.now))
-            insert_users = _sql_insert("users", USER_COLUMNS)
-            with tracker.phase("users", plan.users) as advance:
-                for chunk in user_chunks(plan, stamps):
-                    conn.executemany(insert_users, chunk)
-                    advance(len(chunk))
-            with tracker.phase("coupons and usage"):
-                for table, columns, rows in (
-                    ("coupons", COUPON_COLUMNS, coupon_rows(plan.data, sqlite_stamp)),
-                    ("coupon_usage", USAGE_COLUMNS, usage_rows(plan.data, sqlite_stamp)),
-                    ("coupon_user_usage", USER_USAGE_COLUMNS, user_usage_rows(plan.data)),
-                ):
-                    conn.executemany(_sql_insert(table, columns), rows)
+            orders = None
             if plan.catalog is not None:
-                from peakshop.bench import seed_catalog_store
+                from peakshop.bench.seed_catalog_store import SqliteOrderChunks
 
-                _check_catalog_empty(
-                    conn.execute("SELECT EXISTS (SELECT 1 FROM products)").fetchone()[0], plan
-                )
-                seed_catalog_store.write_sqlite(conn, plan.catalog, tracker)
+                # Started before the users: the orders' generator gets going meanwhile.
+                orders = SqliteOrderChunks(plan.catalog)
+            try:
+                stamps = _sqlite_signup_stamps(first_signup_day(plan.now))
+                insert_users = _sql_insert("users", USER_COLUMNS)
+                with tracker.phase("users", plan.users) as advance:
+                    for chunk in user_chunks(plan, stamps):
+                        conn.executemany(insert_users, chunk)
+                        advance(len(chunk))
+                with tracker.phase("coupons and usage"):
+                    for table, columns, rows in (
+                        ("coupons", COUPON_COLUMNS, coupon_rows(plan.data, sqlite_stamp)),
+                        ("coupon_usage", USAGE_COLUMNS, usage_rows(plan.data, sqlite_stamp)),
+                        ("coupon_user_usage", USER_USAGE_COLUMNS, user_usage_rows(plan.data)),
+                    ):
+                        conn.executemany(_sql_insert(table, columns), rows)
+                if orders is not None:
+                    assert plan.catalog is not None
+                    from peakshop.bench import seed_catalog_store
+
+                    _check_catalog_empty(
+                        conn.execute("SELECT EXISTS (SELECT 1 FROM products)").fetchone()[0], plan
+                    )
+                    seed_catalog_store.write_sqlite(conn, plan.catalog, tracker, orders)
+            finally:
+                if orders is not None:
+                    orders.close()
             with tracker.phase("commit"):
                 conn.execute("COMMIT")
         except BaseException:

@@ -91,7 +91,7 @@ async def test_the_seed_leaves_the_database_as_a_running_shop_would(
 ) -> None:
     """The top-products windows as the daily refresh computes them (so the first scheduled
     roll-up has no refresh to do), and the orders stored in creation order."""
-    await seed(seed_settings, sellers=3, products=50, orders=1_000)
+    await seed(seed_settings, sellers=3, products=20, orders=100)
     await seed(seed_settings, sellers=3, products=50, orders=2_000, reset=True)  # replaced
     query = (
         "SELECT window_days, product_id, last_day, units, revenue_cents FROM product_sales_window"

@@ -156,8 +156,8 @@ class SqliteOrderChunks:
     (sold units, the roll-up's counts), which is copied into ``plan.catalog`` here.
 
     The child starts when this is made, before the phases that come ahead of the orders:
-    its start-up (a fresh interpreter) and its first steps (drawing and sorting a million
-    creation times, ~1.3 s) then overlap them instead of delaying the first insert.
+    its start-up (a fresh interpreter) and its first step (drawing and sorting the orders'
+    creation times) then overlap them instead of delaying the first insert.
     ``close()`` ends it, also when the orders were never read (a seed that failed first)."""
 
     def __init__(self, plan: CatalogPlan) -> None:

@@ -1,0 +1,104 @@
+"""Where a flash sale's open-loop latency tail lies in time: the hyper scenario's attempts
+(10,000 units, one attempt per buyer) sent at a fixed rate to a spawned ``peakshop serve``,
+every latency recorded from its scheduled send time, then P50/P99 by window of send time
+and each window's share of the run's slowest 1 %.
+
+    PEAKSHOP_DATABASE_URL=sqlite+aiosqlite:///var/timeline.db python benchmarks/flash_open_timeline.py [--attempts 50000] [--rate 1000]
+
+Run ``peakshop db upgrade`` on that database first. One sender process with aiohttp (at
+1,000/s it keeps to its schedule on the 2-core machine); ``peakshop bench flash-sale
+--rate`` gives the run's official figures, this only where in the run its tail falls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+
+import aiohttp
+
+from peakshop.bench.flash_sale_check import attempts, create_sale
+from peakshop.bench.servers import spawn_peakshop
+from peakshop.config import load_settings
+
+UNITS = 10_000
+WARM_ATTEMPTS = 500
+WINDOW_SECONDS = 2.5
+# (scheduled offset s, latency s, status) of one attempt
+Record = tuple[float, float, int]
+
+
+async def drive(url: str, token: str, sale_id: int, count: int, rate: float) -> list[Record]:
+    """The records of ``count`` attempts sent at ``rate`` a second."""
+    bodies, headers = attempts(sale_id, count=count, users=count, tag=f"t{sale_id}")
+    base = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    path = f"{url}/api/v1/flash-sales/{sale_id}/orders"
+    records: list[Record] = []
+    connector = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.monotonic() + 0.2
+
+        async def one(index: int, scheduled: float) -> None:
+            headers_of = {**base, **headers[index]}
+            async with session.post(path, data=bodies[index], headers=headers_of) as response:
+                await response.read()
+            records.append((scheduled - start, time.monotonic() - scheduled, response.status))
+
+        tasks = []
+        for index in range(count):
+            scheduled = start + index / rate
+            await asyncio.sleep(max(0.0, scheduled - time.monotonic()))
+            tasks.append(asyncio.create_task(one(index, scheduled)))
+        await asyncio.gather(*tasks)
+    return records
+
+
+def report(records: list[Record]) -> None:
+    latencies = sorted(r[1] for r in records)
+
+    def at(values: list[float], share: float) -> float:
+        return values[min(len(values) - 1, int(share * len(values)))] * 1e3
+
+    tail = at(latencies, 0.99) / 1e3
+    admitted = sum(r[2] == 202 for r in records)
+    print(f"all: {len(latencies)} attempts, {admitted} admitted; P50 {at(latencies, 0.5):.1f} "
+          f"ms, P95 {at(latencies, 0.95):.1f} ms, P99 {at(latencies, 0.99):.1f} ms")  # fmt: skip
+    windows: dict[int, list[Record]] = {}
+    for record in records:
+        windows.setdefault(int(record[0] // WINDOW_SECONDS), []).append(record)
+    slowest = sum(1 for value in latencies if value >= tail)
+    for number in sorted(windows):
+        group = windows[number]
+        values = sorted(r[1] for r in group)
+        print(
+            f"{number * WINDOW_SECONDS:6.1f} s  admitted {sum(r[2] == 202 for r in group):5d}  "
+            f"P50 {at(values, 0.5):6.1f} ms  P99 {at(values, 0.99):6.1f} ms  "
+            f"share of the slowest 1 % {sum(v >= tail for v in values) / slowest:.2f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--attempts", type=int, default=50_000)
+    parser.add_argument("--rate", type=float, default=1_000.0)
+    args = parser.parse_args()
+    settings = load_settings()
+    with spawn_peakshop(env=dict(os.environ)) as server:
+        # A warm-up on a sale of its own, as `peakshop bench flash-sale` does.
+        warm = asyncio.run(
+            create_sale(server.url, settings.admin_token, quantity=100, per_user_limit=1)
+        )
+        asyncio.run(drive(server.url, settings.service_token, warm, WARM_ATTEMPTS, 200.0))
+        sale = asyncio.run(
+            create_sale(server.url, settings.admin_token, quantity=UNITS, per_user_limit=1)
+        )
+        records = asyncio.run(
+            drive(server.url, settings.service_token, sale, args.attempts, args.rate)
+        )
+    report(records)
+
+
+if __name__ == "__main__":
+    main()

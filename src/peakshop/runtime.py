@@ -8,6 +8,7 @@ import contextlib
 import gc
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -38,6 +39,28 @@ from peakshop.state.cache import Cache, build_cache
 from peakshop.state.limiter import RateLimiter, build_limiter
 
 log = structlog.get_logger(__name__)
+
+STOP_STEP_SECONDS = 15.0  # the longest one shutdown step may take (the worker's drain: 10 s)
+
+
+async def stop_step(
+    name: str, step: Callable[[], Awaitable[None]], *, seconds: float | None = None
+) -> bool:
+    """Run one shutdown step for at most ``seconds``; False if it failed or did not finish.
+    Waited for with ``asyncio.wait``, not a timeout around the await: cancelling an await of
+    a task that ignores its cancellation would wait for that task all the same."""
+    seconds = STOP_STEP_SECONDS if seconds is None else seconds
+    task = asyncio.ensure_future(step())
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        log.error("shutdown_step_timed_out", step=name, seconds=seconds)
+        return False
+    error = "cancelled" if task.cancelled() else task.exception()
+    if error is not None:
+        log.error("shutdown_step_failed", step=name, error=repr(error))
+        return False
+    return True
 
 
 class Runtime:
@@ -168,26 +191,41 @@ class Runtime:
         await self.state.counters.load(totals=totals, per_user=per_user)
 
     async def stop(self) -> None:
-        """Graceful shutdown: the server has stopped accepting and drained requests by now."""
-        await self.monitor.stop()
+        """Graceful shutdown: the server has stopped accepting and drained requests by now.
+        Each step gets ``STOP_STEP_SECONDS``: one that hangs (a task that lost its
+        cancellation, a peer that never answers) is logged by name and left behind, and the
+        steps after it still run, so the process always gets to close its database."""
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("monitor", self.monitor.stop),
+            ("background tasks", self._stop_tasks),
+        ]
+        if self.worker is not None:
+            steps.append(("worker", self.worker.stop))
+        steps += [
+            ("flash order recorder", self.flash_recorder.close),
+            ("live events", self.live.stop),
+            ("validation log", self.validation_log.close),
+        ]
+        for name, step in steps:
+            await stop_step(name, step)
+        self.sync_metrics()
+        for name, step in (
+            ("coupon index", self.coupon_index.close),
+            ("rate limiter", self.limiter.close),
+            ("cache", self.cache.close),
+            ("hot state", self.state.close),
+            ("database", self.db.dispose),
+        ):
+            await stop_step(name, step)
+        stats = self.validation_log.stats()
+        metrics.forget_process()
+        log.info("peakshop_stopped", **msgspec.structs.asdict(stats))
+
+    async def _stop_tasks(self) -> None:
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self.worker is not None:
-            await self.worker.stop()
-        await self.flash_recorder.close()
-        await self.live.stop()
-        await self.validation_log.close()
-        self.sync_metrics()
-        await self.coupon_index.close()
-        await self.limiter.close()
-        await self.cache.close()
-        await self.state.close()
-        await self.db.dispose()
-        stats = self.validation_log.stats()
-        metrics.forget_process()
-        log.info("peakshop_stopped", **msgspec.structs.asdict(stats))
 
     async def record_coupon_use(self, coupon_id: int, user_id: str) -> None:
         """Update the hot counters after a committed redemption. The redemption stands even

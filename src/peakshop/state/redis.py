@@ -91,6 +91,7 @@ class RedisBroadcast:
         self._resyncs: list[ResyncHandler] = []
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._closing = False
 
     async def publish(self, channel: str, message: str) -> None:
         await self._client.publish(PREFIX + channel, message)
@@ -112,7 +113,10 @@ class RedisBroadcast:
     async def _listen(self) -> None:
         delay = 0.1
         first = True
-        while True:
+        # Left on the flag too, not only on the cancellation: a cancellation that a client
+        # library turns into a connection error would otherwise read as a lost connection,
+        # and the loop would reconnect instead of ending (a shutdown waiting for it forever).
+        while not self._closing:
             # A dedicated connection without a read timeout: pub/sub connections sit idle.
             subscriber = aioredis.Redis.from_url(self._url, decode_responses=True)
             pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
@@ -124,7 +128,7 @@ class RedisBroadcast:
                 first = False
                 delay = 0.1
                 self._subscribed.set()
-                while True:
+                while not self._closing:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None or message.get("type") != "message":
                         continue
@@ -134,6 +138,8 @@ class RedisBroadcast:
                         except Exception:
                             log.exception("broadcast_handler_failed", channel=message["channel"])
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if self._closing:
+                    return
                 log.warning("redis_pubsub_reconnecting", error=str(exc), delay=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -144,6 +150,7 @@ class RedisBroadcast:
                     await subscriber.aclose()
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -4,6 +4,7 @@ the scheduled job computes."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,9 +13,10 @@ from peakshop.analytics import repository as analytics_repository
 from peakshop.analytics import tasks as analytics_tasks
 from peakshop.analytics.service import day_start
 from peakshop.bench.seed_data import SeedError
-from peakshop.bench.seed_store import DatabaseNotEmpty
+from peakshop.bench.seed_store import DatabaseNotEmpty, check_constraints_hold
 from peakshop.config import Settings
 from peakshop.db import Database
+from peakshop.orders.models import orders as orders_table
 from tests.bench.test_seed import count, fetch, seed
 
 
@@ -118,3 +120,23 @@ async def test_catalog_refusals(seed_settings: Settings) -> None:
         await seed(seed_settings, products=10)
     report = await seed(seed_settings, products=20, reset=True)
     assert report.products == 20 and await count(seed_settings, "products") == 20
+
+
+def test_rows_loaded_without_checks_are_checked_after(sqlite_url: str) -> None:
+    """The SQLite load turns CHECK constraints off; check_constraints_hold is what still
+    refuses a row that breaks one (the seed then rolls back)."""
+    path = sqlite_url.removeprefix("sqlite+aiosqlite:///")
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        check_constraints_hold(conn, orders_table)  # empty: nothing to refuse
+        conn.execute("PRAGMA ignore_check_constraints=ON")
+        conn.execute(
+            "INSERT INTO orders (id, user_id, kind, status, subtotal_cents, total_cents, "
+            "idempotency_scope, idempotency_key, request_hash, job_id, created_at, updated_at, "
+            "pay_by) VALUES ('ord_x', 'user_1', 'regular', 'shipped', 100, 100, 'seed', 'x', "
+            "'seed', 'job_x', '2026-01-01', '2026-01-01', '2026-01-01')"
+        )
+        with pytest.raises(SeedError, match=r"1 seeded row.* of orders break its check .*status"):
+            check_constraints_hold(conn, orders_table)
+    finally:
+        conn.close()

@@ -13,9 +13,18 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import sqlalchemy as sa
 from rich.progress import Progress, TaskID
+from sqlalchemy.dialects import sqlite
 
-from peakshop.bench.seed_data import DAY, EMAIL_DOMAIN, CouponSet, signup_offsets, user_id
+from peakshop.bench.seed_data import (
+    DAY,
+    EMAIL_DOMAIN,
+    CouponSet,
+    SeedError,
+    signup_offsets,
+    user_id,
+)
 from peakshop.db import LOGS_SCHEMA, log_database_path
 from peakshop.kit.sqlite_writer import SQLITE_TIME_FORMAT
 
@@ -174,6 +183,21 @@ def _sqlite_signup_stamps(first_day: int) -> Callable[[list[int]], list[str]]:
         return [days[x // DAY] + seconds[x % DAY] for x in offsets]
 
     return stamps
+
+
+def check_constraints_hold(conn: sqlite3.Connection, table: sa.Table) -> None:
+    """Every row of ``table`` satisfies its CHECK constraints, or SeedError names one."""
+    for constraint in table.constraints:
+        if not isinstance(constraint, sa.CheckConstraint):
+            continue
+        condition = constraint.sqltext.compile(
+            dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}
+        )
+        query = f"SELECT count(*) FROM {table.name} WHERE NOT ({condition})"
+        if broken := conn.execute(query).fetchone()[0]:
+            raise SeedError(
+                f"{broken} seeded row(s) of {table.name} break its check {constraint.name}"
+            )
 
 
 def _sql_insert(table: str, columns: tuple[str, ...]) -> str:

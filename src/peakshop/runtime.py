@@ -102,6 +102,7 @@ class Runtime:
             ]
         }
         self.worker: Worker | None = None
+        self.unfinished_stop_steps: list[str] = []  # the shutdown's hung or failed steps
         # Live events (WebSocket) and the per-process monitor; built last: the monitor reads
         # the pieces above and subscribes to the broadcast before it starts.
         self.live = LiveEvents(settings, self.db)
@@ -207,7 +208,8 @@ class Runtime:
             ("validation log", self.validation_log.close),
         ]
         for name, step in steps:
-            await stop_step(name, step)
+            if not await stop_step(name, step):
+                self.unfinished_stop_steps.append(name)
         self.sync_metrics()
         for name, step in (
             ("coupon index", self.coupon_index.close),
@@ -216,7 +218,8 @@ class Runtime:
             ("hot state", self.state.close),
             ("database", self.db.dispose),
         ):
-            await stop_step(name, step)
+            if not await stop_step(name, step):
+                self.unfinished_stop_steps.append(name)
         stats = self.validation_log.stats()
         metrics.forget_process()
         log.info("peakshop_stopped", **msgspec.structs.asdict(stats))

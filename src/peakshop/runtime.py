@@ -40,6 +40,7 @@ from peakshop.state.limiter import RateLimiter, build_limiter
 
 log = structlog.get_logger(__name__)
 
+StopStep = tuple[str, Callable[[], Awaitable[None]]]  # a shutdown step's name and call
 STOP_STEP_SECONDS = 15.0  # the longest one shutdown step may take (the worker's drain: 10 s)
 
 
@@ -196,7 +197,7 @@ class Runtime:
         Each step gets ``STOP_STEP_SECONDS``: one that hangs (a task that lost its
         cancellation, a peer that never answers) is logged by name and left behind, and the
         steps after it still run, so the process always gets to close its database."""
-        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+        steps: list[StopStep] = [
             ("monitor", self.monitor.stop),
             ("background tasks", self._stop_tasks),
         ]
@@ -207,22 +208,25 @@ class Runtime:
             ("live events", self.live.stop),
             ("validation log", self.validation_log.close),
         ]
-        for name, step in steps:
-            if not await stop_step(name, step):
-                self.unfinished_stop_steps.append(name)
+        await self._stop_steps(steps)
         self.sync_metrics()
-        for name, step in (
-            ("coupon index", self.coupon_index.close),
-            ("rate limiter", self.limiter.close),
-            ("cache", self.cache.close),
-            ("hot state", self.state.close),
-            ("database", self.db.dispose),
-        ):
-            if not await stop_step(name, step):
-                self.unfinished_stop_steps.append(name)
+        await self._stop_steps(
+            [
+                ("coupon index", self.coupon_index.close),
+                ("rate limiter", self.limiter.close),
+                ("cache", self.cache.close),
+                ("hot state", self.state.close),
+                ("database", self.db.dispose),
+            ]
+        )
         stats = self.validation_log.stats()
         metrics.forget_process()
         log.info("peakshop_stopped", **msgspec.structs.asdict(stats))
+
+    async def _stop_steps(self, steps: list[StopStep]) -> None:
+        for name, step in steps:
+            if not await stop_step(name, step):
+                self.unfinished_stop_steps.append(name)
 
     async def _stop_tasks(self) -> None:
         for task in self._tasks:

@@ -51,7 +51,8 @@ TABLES = (
     "categories",
     "sellers",
 )
-# The catalog's tables, loaded with CHECK constraints off (see write_sqlite).
+# The tables the catalog's seed empties and then loads with CHECK constraints off (see
+# write_sqlite); those it leaves empty cost their check an empty scan.
 CHECKED_TABLES = tuple(metadata.tables[name] for name in reversed(TABLES))
 CATEGORY_COLUMNS = ("id", "name", "parent_id", "path", "created_at", "updated_at")
 SELLER_COLUMNS = ("id", "name", "email", "created_at", "updated_at")
@@ -246,8 +247,9 @@ def write_sqlite(
             conn.execute(f"DELETE FROM {table}")
     # Loaded with CHECK constraints off and checked after, in one scan per table
     # (check_constraints_hold): row by row, executemany re-evaluated each table's checks for
-    # every row, and an `IN (...)` list is rebuilt every time: ~3 us of the ~9 us an order's
-    # row took to insert. A violating row fails the seed, so nothing is committed.
+    # every row, and an `IN (...)` list is rebuilt every time: about 4 of the 10 us an order's
+    # row took to insert (benchmarks/sqlite_check_cost.py). A violating row fails the seed,
+    # so nothing is committed.
     conn.execute("PRAGMA ignore_check_constraints=ON")
     try:
         _write_sqlite_catalog(conn, plan, tracker, orders)

@@ -167,6 +167,8 @@ def test_bad_redis_url_is_refused(url: str) -> None:
         ("PEAKSHOP_VALIDATION_LOG_FLUSH_ATTEMPTS", "0"),
         ("PEAKSHOP_LOG_JSON", "perhaps"),
         ("PEAKSHOP_DB_POOL_SIZE", "ten"),
+        ("PEAKSHOP_SQLITE_LOG_CACHE_MIB", "-1"),
+        ("PEAKSHOP_SQLITE_WRITE_CACHE_MIB", "-1"),
     ],
 )
 def test_malformed_values_are_refused(variable: str, value: str) -> None:

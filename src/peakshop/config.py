@@ -50,10 +50,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     validation_log_dead_letter_path: str = "./var/validation-log-dead-letters.jsonl"
     # SQLite busy timeout; PostgreSQL pool size (per process).
     sqlite_busy_timeout_ms: int = 5_000
-    # Page cache of the (single) SQLite write connection, MiB. SQLite's default is 2 MiB: the
-    # validation log's indexes (by code, by user) take each row at a random place, and past a
-    # million rows nearly every insert missed the cache and read its pages back.
+    # Page cache of the shop's SQLite write connections, MiB (SQLite's default is 2 MiB).
     sqlite_write_cache_mib: int = 64
+    # Page cache of the validation log writer's child process, MiB. Its inserts land at random
+    # places of the by-user index, but a miss is read back from the OS's cache: 2, 8, 16 and
+    # 64 MiB cost the child the same CPU per batch at 1M rows, while 64 MiB made it a 104 MB
+    # process against 45 MB at 16 (benchmarks/log_writer_cache.py).
+    sqlite_log_cache_mib: int = 16
     # Page cache of the connection that reads catalog pages on the event loop's thread, MiB
     # (the process's own memory: the hot pages stay read without a system call each).
     sqlite_read_cache_mib: int = 64
@@ -229,8 +232,9 @@ def _check(settings: Settings) -> None:
         raise SettingsError("validation log batch size and buffer must be positive")
     if settings.validation_log_flush_interval <= 0 or settings.validation_log_flush_attempts < 1:
         raise SettingsError("validation log flush interval and attempts must be positive")
-    if settings.sqlite_write_cache_mib < 0 or settings.sqlite_read_cache_mib < 0:
-        raise SettingsError("PEAKSHOP_SQLITE_WRITE_CACHE_MIB and _READ_CACHE_MIB must be >= 0")
+    caches = (settings.sqlite_write_cache_mib, settings.sqlite_read_cache_mib)
+    if min(*caches, settings.sqlite_log_cache_mib) < 0:
+        raise SettingsError("PEAKSHOP_SQLITE_WRITE_, _READ_ and _LOG_CACHE_MIB must be >= 0")
     if not 0 < settings.gil_switch_interval_ms <= 100:
         raise SettingsError("PEAKSHOP_GIL_SWITCH_INTERVAL_MS must be in (0, 100]")
     _check_rate_limits(settings)

@@ -161,7 +161,7 @@ class Database:
             self.log_writer = SqliteWriterProcess(
                 self.log_path,
                 busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-                cache_mib=settings.sqlite_write_cache_mib,
+                cache_mib=settings.sqlite_log_cache_mib,
             )
             # SQLite has one writer at a time: a single pooled write connection queues writers
             # inside the process instead of spinning on the busy timeout.

@@ -74,7 +74,7 @@ def test_migration_moves_the_log_to_its_file_and_back(tmp_path: Path) -> None:
 async def test_log_batches_are_written_by_a_child_process_at_idle_priority(
     sqlite_url: str,
 ) -> None:
-    settings = make_settings(sqlite_url)
+    settings = make_settings(sqlite_url, sqlite_log_cache_mib=3, sqlite_write_cache_mib=64)
     db = Database(settings)
     writer = build_validation_log(settings, db)
     try:
@@ -87,6 +87,9 @@ async def test_log_batches_are_written_by_a_child_process_at_idle_priority(
         assert pid != os.getpid()
         assert os.sched_getscheduler(pid) == os.SCHED_IDLE
         assert os.sched_getscheduler(0) != os.SCHED_IDLE  # the serving process keeps its own
+        # its page cache is the log's setting, not the shop's write connections'
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert arguments[-2] == b"3"
     finally:
         await db.dispose()
     assert await count_rows(settings, "validation_logs") == 2

@@ -26,8 +26,7 @@ from peakshop.kit.sqlite_writer import SqliteWriterProcess
 BATCH = 100
 COLUMNS = [c.name for c in validation_logs.columns if c.name != "id"]
 INSERT = (
-    f"INSERT INTO validation_logs ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in COLUMNS)})"
+    f"INSERT INTO validation_logs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 )
 
 
@@ -64,7 +63,7 @@ async def run(rows: int, cache_mib: int) -> dict[str, float]:
                 assert writer.pid is not None
                 times = psutil.Process(writer.pid).cpu_times()
                 cpu_at_tail = times.user + times.system
-            await writer.insert(INSERT, batch(rng, datetime.now(UTC)))  # type: ignore[arg-type]
+            await writer.insert(INSERT, batch(rng, datetime.now(UTC)))
         assert writer.pid is not None
         child = psutil.Process(writer.pid)
         times = child.cpu_times()

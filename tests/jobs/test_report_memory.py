@@ -46,6 +46,9 @@ async def test_peak_memory_is_flat_in_the_number_of_rows(database_url: str, tmp_
     assert everything["traced_peak_bytes"] > 4 * large["traced_peak_bytes"], peaks
 
 
+REPORT_ROWS = 150_000
+
+
 async def test_a_report_longer_than_the_lease_runs_once(
     postgres_url: str, redis_url: str, tmp_path: Path
 ) -> None:
@@ -53,12 +56,14 @@ async def test_a_report_longer_than_the_lease_runs_once(
     renews its lease, so the redelivery is skipped instead of starting the report again."""
     settings = shop_settings(
         make_settings(postgres_url, redis_url),
-        job_lease_seconds=0.25,
+        job_lease_seconds=0.2,
         reports_dir=str(tmp_path / "reports"),
     )
     db = Database(settings)
     try:
-        await insert_orders(db, first=0, count=60_000)
+        # Enough rows to outlive three leases on a fast machine too (60,000 took 0.52 s on
+        # one; the check below would then be vacuous).
+        await insert_orders(db, first=0, count=REPORT_ROWS)
     finally:
         await db.dispose()
     async with AsyncTestClient(app=create_app(settings)) as shop:
@@ -73,7 +78,7 @@ async def test_a_report_longer_than_the_lease_runs_once(
 
         report = await eventually(settled, within=60, interval=0.1)
         job = (await shop.get(f"/api/v1/orders/jobs/{accepted['job_id']}", headers=ADMIN)).json()
-    assert (report["status"], report["rows"]) == ("done", 60_000)
+    assert (report["status"], report["rows"]) == ("done", REPORT_ROWS)
     seconds = _at(report["finished_at"]) - _at(report["created_at"])
     assert seconds > 3 * settings.job_lease_seconds, "too fast to outlive the lease"
     assert (job["status"], job["attempts"]) == ("done", 1)

@@ -312,6 +312,29 @@ async def test_in_process_storage_frees_keys_whose_hits_left_the_window() -> Non
     assert len(storage) == 1
 
 
+async def test_in_process_storage_keeps_only_the_window_of_a_steadily_hit_key() -> None:
+    storage = InProcessStorage()
+    limiter = RateLimiter(
+        storage=storage,
+        rules={"orders": (("user", limits.parse("50/second")),)},
+    )
+    for _ in range(6):  # a hit every 0.3 s: the key never goes quiet for a whole window
+        for _ in range(3):
+            await limiter.check("orders", user_id="steady", client_ip=None)
+        await asyncio.sleep(0.3)
+    assert len(storage) == 1
+    (key,) = storage.keys()
+    hits = storage.hits_of(key)
+    # 18 hits over 1.8 s: only those of the last second are kept (and still counted)
+    assert 0 < len(hits) <= 12
+    assert all(hit >= time.time() - 1.0 - 0.3 for hit in hits)
+    assert all(type(hit) is float for hit in hits)  # not objects the GC has to walk
+    # and the limit still holds: a burst in a fresh window gets exactly 50 through
+    await asyncio.sleep(1.05)
+    burst = [await accepted(limiter, "orders", user_id="steady", client_ip=None) for _ in range(60)]
+    assert burst.count(True) == 50 and not any(burst[50:])
+
+
 # --- Redis unreachable: fail open ----------------------------------------------------------
 
 

@@ -232,8 +232,12 @@ def _check(settings: Settings) -> None:
         raise SettingsError("validation log batch size and buffer must be positive")
     if settings.validation_log_flush_interval <= 0 or settings.validation_log_flush_attempts < 1:
         raise SettingsError("validation log flush interval and attempts must be positive")
-    caches = (settings.sqlite_write_cache_mib, settings.sqlite_read_cache_mib)
-    if min(*caches, settings.sqlite_log_cache_mib) < 0:
+    caches = (
+        settings.sqlite_write_cache_mib,
+        settings.sqlite_read_cache_mib,
+        settings.sqlite_log_cache_mib,
+    )
+    if min(caches) < 0:
         raise SettingsError("PEAKSHOP_SQLITE_WRITE_, _READ_ and _LOG_CACHE_MIB must be >= 0")
     if not 0 < settings.gil_switch_interval_ms <= 100:
         raise SettingsError("PEAKSHOP_GIL_SWITCH_INTERVAL_MS must be in (0, 100]")

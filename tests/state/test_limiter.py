@@ -323,7 +323,7 @@ async def test_in_process_storage_keeps_only_the_window_of_a_steadily_hit_key() 
             await limiter.check("orders", user_id="steady", client_ip=None)
         await asyncio.sleep(0.3)
     assert len(storage) == 1
-    (key,) = storage.keys()
+    (key,) = storage.held_keys()
     hits = storage.hits_of(key)
     # 18 hits over 1.8 s: only those of the last second are kept (and still counted)
     assert 0 < len(hits) <= 12

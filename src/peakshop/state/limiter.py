@@ -110,7 +110,7 @@ class InProcessStorage(MemoryStorage):
             return hits[inside - 1], inside
         return now, 0
 
-    def keys(self) -> list[str]:
+    def held_keys(self) -> list[str]:
         return list(self._hits)
 
     def hits_of(self, key: str) -> list[float]:

@@ -249,3 +249,9 @@ def test_the_cli_refuses_to_start_with_bad_settings(tmp_path: Path) -> None:
         assert expected in result.stderr
     assert not (tmp_path / "never.db").exists()
     assert not (tmp_path / "peakshop.db").exists()
+
+
+def test_a_negative_worker_rest_is_refused() -> None:
+    with pytest.raises(SettingsError, match="PEAKSHOP_WORKER_REST_RATIO"):
+        load_settings(environ={"PEAKSHOP_WORKER_REST_RATIO": "-1"})
+    assert load_settings(environ={"PEAKSHOP_WORKER_REST_RATIO": "0"}).worker_rest_ratio == 0

@@ -110,6 +110,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # worker_max_yield_seconds in a row (then it works beside them). 0 turns it off.
     worker_yield_above_order_rate: float = 200.0
     worker_max_yield_seconds: float = 30.0
+    # ...and after each batch it rests this many times as long as the batch took, unless
+    # requests queue in the event loop (kit/foreground.py). 0 turns it off.
+    worker_rest_ratio: float = 1.0
     low_stock_threshold: int = 10
     # Notifications (jobs/notifications.py): the order confirmation email over SMTP (no host:
     # emails are logged, not sent) and the SMS sender ("log", or "package.module:factory").
@@ -311,6 +314,8 @@ def _check_orders(settings: Settings) -> None:
         raise SettingsError("order job attempts and worker concurrency must be at least 1")
     if settings.worker_yield_above_order_rate < 0 or settings.worker_max_yield_seconds < 0:
         raise SettingsError("worker yield threshold and time must not be negative")
+    if settings.worker_rest_ratio < 0:
+        raise SettingsError("PEAKSHOP_WORKER_REST_RATIO must not be negative")
     if min(settings.job_lease_seconds, settings.job_republish_grace_seconds) <= 0 or (
         settings.job_adopt_after_seconds < 0
     ):

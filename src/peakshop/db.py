@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -31,6 +31,14 @@ from peakshop.kit.write_turn import WriteTurn
 from peakshop.monitoring import metrics
 
 T = TypeVar("T")
+
+
+class Record(Protocol):
+    """A row read by column name: Core's ``RowMapping``, or the sqlite3 driver's ``Row``
+    (kit/sqlite_driver.py)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
 
 # How long a write on the event loop's thread (``Database.run_write(inline=True)``) waits
 # for another process's write lock before it moves to the write thread instead.

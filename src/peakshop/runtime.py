@@ -169,6 +169,7 @@ class Runtime:
                 self.foreground,
                 above_rate=self.settings.worker_yield_above_order_rate,
                 max_seconds=self.settings.worker_max_yield_seconds,
+                rest_ratio=self.settings.worker_rest_ratio,
                 loop=self.event_loop_probe,
             )
             if self.role == "api" and self.settings.worker_yield_above_order_rate > 0

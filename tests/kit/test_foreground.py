@@ -81,7 +81,7 @@ async def test_a_busy_event_loop_reads_as_saturated_and_an_idle_one_does_not() -
     probe = asyncio.create_task(yielding.loop.probe_forever())
     try:
         await asyncio.sleep(0.3)
-        assert not yielding.loop.saturated and yielding.concurrency(16) == 2
+        assert not yielding.loop.saturated and yielding.concurrency(16) == 1
         # Callbacks that each hold the loop for 20 ms, back to back: every timer waits.
         end = time.monotonic() + 1.5
         while time.monotonic() < end:
@@ -102,6 +102,22 @@ async def test_a_saturated_loop_does_not_hold_the_worker_back() -> None:
     yielding.loop.observe(0.05)
     yielding.loop.observe(0.05)
     await asyncio.wait_for(yielding.wait(), 0.1)  # busy, but nothing to gain by waiting
+
+
+async def test_after_a_batch_it_rests_in_proportion_unless_the_loop_is_saturated() -> None:
+    yielding = YieldToBursts(ForegroundLoad(), above_rate=1, max_seconds=30, rest_ratio=2)
+    started = time.monotonic()
+    await yielding.rest(0.1)
+    assert 0.2 <= time.monotonic() - started < 0.35
+    yielding.loop.observe(0.05)
+    yielding.loop.observe(0.05)
+    started = time.monotonic()
+    await yielding.rest(0.1)  # requests queue: resting would only delay the confirmations
+    assert time.monotonic() - started < 0.05
+    off = YieldToBursts(ForegroundLoad(), above_rate=1, max_seconds=30, rest_ratio=0)
+    started = time.monotonic()
+    await off.rest(0.1)
+    assert time.monotonic() - started < 0.05
 
 
 def test_requests_queued_in_the_process_read_as_saturated_though_timers_are_on_time() -> None:

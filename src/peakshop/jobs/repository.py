@@ -11,14 +11,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from peakshop.db import upsert_insert
+from peakshop.db import Record, upsert_insert
 from peakshop.jobs.models import jobs
 from peakshop.jobs.queue import JobMessage
+from peakshop.kit import sqlite_driver
+from peakshop.kit.sqlite_driver import IN_JSON, json_list
 
 _WAITING = ("queued", "failed")
 
 
-def message_of(row: RowMapping) -> JobMessage:
+def message_of(row: Record) -> JobMessage:
     return JobMessage(
         id=row["id"],
         name=row["name"],
@@ -87,42 +89,52 @@ _MESSAGE_COLUMNS = (
 
 def due_jobs(
     conn: sa.Connection, *, now: float, limit: int, exclude: Collection[str]
-) -> list[RowMapping]:
+) -> list[Record]:
     """The ``limit`` startable jobs due first (what ``message_of`` needs of each).
 
     One query per kind of startable row (queued, failed, processing with a lapsed lease),
     each walking ``(status, available_at)`` in order and stopping at ``limit``: the single
     query with an OR sorted every due row of a backlog (a flash sale's thousands) on each
     poll, and was the worker's most expensive statement."""
+    if sqlite_driver.usable(conn):
+        return _due_jobs_sqlite(conn, now=now, limit=limit, exclude=exclude)
     branches = [
         *(sa.and_(jobs.c.status == status, jobs.c.available_at <= now) for status in _WAITING),
         sa.and_(jobs.c.status == "processing", jobs.c.locked_until < now),
     ]
-    rows: list[RowMapping] = []
-    skip = _not_in(conn, exclude)
+    rows: list[Record] = []
     for branch in branches:
         query = (
             sa.select(*_MESSAGE_COLUMNS).where(branch).order_by(jobs.c.available_at).limit(limit)
         )
-        if skip is not None:
-            query = query.where(skip)
+        if exclude:
+            query = query.where(jobs.c.id.not_in(list(exclude)))
         rows += conn.execute(query).mappings().all()
     return sorted(rows, key=lambda row: row["available_at"])[:limit]
 
 
-def _not_in(conn: sa.Connection, ids: Collection[str]) -> sa.ColumnElement[bool] | None:
-    """``jobs.id NOT IN ids``. On SQLite the ids go in as one JSON array read by
-    ``json_each``: a worker's in-flight set reaches ~1,600 ids in a flash sale, and as 1,600
-    bound parameters in each of the four branches a poll took 7.5-11 ms of GIL-holding Python
-    (0.8-1.1 ms without them), 2.6-3.4 ms this way (``python benchmarks/queue_poll_cost.py``)."""
-    if not ids:
-        return None
-    if conn.dialect.name != "sqlite":
-        return jobs.c.id.not_in(list(ids))
-    listed: sa.Select[str] = sa.select(sa.column("value", sa.String)).select_from(
-        sa.func.json_each(sa.bindparam("in_flight", msgspec.json.encode(list(ids)).decode()))
-    )
-    return jobs.c.id.not_in(listed.scalar_subquery())
+_DUE_BRANCHES = (
+    "status = 'queued' AND available_at <= ?",
+    "status = 'failed' AND available_at <= ?",
+    "status = 'processing' AND locked_until < ?",
+)
+
+
+def _due_jobs_sqlite(
+    conn: sa.Connection, *, now: float, limit: int, exclude: Collection[str]
+) -> list[Record]:
+    """``due_jobs`` on the driver (kit/sqlite_driver.py). The worker's in-flight set (ids
+    delivered and not yet acked, ~1,600 in a flash sale) goes in as one JSON array: as
+    1,600 bound parameters in each branch a poll took 7.5-11 ms of GIL-holding Python
+    (``python benchmarks/queue_poll_cost.py``)."""
+    columns = ", ".join(column.name for column in _MESSAGE_COLUMNS)
+    skip = f" AND id NOT {IN_JSON}" if exclude else ""
+    rows: list[Record] = []
+    for branch in _DUE_BRANCHES:
+        sql = f"SELECT {columns} FROM jobs WHERE {branch}{skip} ORDER BY available_at LIMIT ?"
+        parameters = (now, json_list(exclude), limit) if exclude else (now, limit)
+        rows += sqlite_driver.fetch(conn, sql, parameters)
+    return sorted(rows, key=lambda row: row["available_at"])[:limit]
 
 
 class Started(msgspec.Struct, kw_only=True):
@@ -180,9 +192,27 @@ def start_jobs(
     return Started(claimed=claimed, too_early=too_early)
 
 
+_CLAIM_SQLITE = (
+    "UPDATE jobs SET status = 'processing', attempts = attempts + 1, locked_until = ?,"
+    f" updated_at = ? WHERE id {IN_JSON} AND ("
+    # ``+status``: see IN_JSON
+    "(+status IN ('queued', 'failed') AND available_at <= ?)"
+    " OR (+status = 'processing' AND locked_until < ?)) RETURNING id, attempts"
+)
+_FINISH_SQLITE = (
+    "UPDATE jobs SET status = 'done', locked_until = NULL, updated_at = ?, finished_at = ?,"
+    f" last_error = NULL WHERE id {IN_JSON}"
+)
+
+
 def _claim(
     conn: sa.Connection, ids: list[str], *, now: datetime, epoch: float, lease: float
 ) -> dict[str, int]:
+    if sqlite_driver.usable(conn):
+        stamp = sqlite_driver.datetime_processor(jobs.c.updated_at)(now)
+        parameters = (epoch + lease, stamp, json_list(ids), epoch, epoch)
+        rows = sqlite_driver.fetch(conn, _CLAIM_SQLITE, parameters)
+        return {row[0]: int(row[1]) for row in rows}
     result = conn.execute(
         sa.update(jobs)
         .where(jobs.c.id.in_(ids), _startable(epoch))
@@ -198,6 +228,10 @@ def _claim(
 
 
 def finish_jobs(conn: sa.Connection, job_ids: list[str], *, now: datetime) -> None:
+    if sqlite_driver.usable(conn):
+        stamp = sqlite_driver.datetime_processor(jobs.c.updated_at)(now)
+        sqlite_driver.execute(conn, _FINISH_SQLITE, (stamp, stamp, json_list(job_ids)))
+        return
     conn.execute(
         sa.update(jobs)
         .where(jobs.c.id.in_(job_ids))

@@ -194,10 +194,9 @@ class Worker:
                 )
 
     async def _make_way_for_requests(self) -> None:
-        """Fewer batches at a time beside the requests (kit/foreground.py): a batch holds
-        the GIL for milliseconds of Python, and 16 of them at once made the admissions'
-        tail. Single jobs (a report, an email) keep every slot, so a long one never holds
-        the batches up."""
+        """Fewer batches at a time beside the requests (kit/foreground.py): 16 of them at
+        once made the admissions' tail. Single jobs (a report, an email) keep every slot, so
+        a long one never holds the batches up."""
         if self._yield_to is None:
             return
         while len(self._batches) >= self._yield_to.concurrency(self._concurrency):
@@ -227,6 +226,14 @@ class Worker:
             self._slots.release()
 
     async def process_batch(self, job_type: JobType, deliveries: list[Delivery]) -> None:
+        began = time.perf_counter()
+        try:
+            await self._process_batch(job_type, deliveries)
+        finally:
+            if self._yield_to is not None:  # holding its slot: kit/foreground.py says why
+                await self._yield_to.rest(time.perf_counter() - began)
+
+    async def _process_batch(self, job_type: JobType, deliveries: list[Delivery]) -> None:
         assert job_type.handle_batch is not None
         db = self._runtime.db
         attempts = await self._start(deliveries)
@@ -268,8 +275,9 @@ class Worker:
         finally:
             metrics.JOBS_IN_FLIGHT.dec(len(todo))
             elapsed = time.perf_counter() - started
+            seconds = metrics.JOB_SECONDS.labels(job_type.name)
             for _ in todo:
-                metrics.JOB_SECONDS.labels(job_type.name).observe(elapsed)
+                seconds.observe(elapsed)
 
     async def _start(self, deliveries: list[Delivery]) -> dict[str, int]:
         """Claim the deliveries' jobs: their attempt numbers. The others are acked (done,

@@ -20,6 +20,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from peakshop.coupons import service as coupon_service
+from peakshop.db import Record
 from peakshop.inventory import repository as inventory_repository
 from peakshop.inventory import service as inventory_service
 from peakshop.jobs import notifications
@@ -93,7 +94,7 @@ async def confirm(
 
 def confirm_many(
     conn: sa.Connection,
-    order_rows: list[RowMapping],
+    order_rows: list[Record],
     *,
     now: datetime,
     outbox: Outbox | None = None,

@@ -10,7 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from peakshop.db import upsert_insert
+from peakshop.db import Record, upsert_insert
+from peakshop.kit import sqlite_driver
+from peakshop.kit.sqlite_driver import IN_JSON, json_list
 from peakshop.orders.models import order_items, orders
 
 
@@ -50,13 +52,54 @@ def get_order(conn: sa.Connection, order_id: str) -> RowMapping | None:
     return (conn.execute(sa.select(orders).where(orders.c.id == order_id))).mappings().first()
 
 
-def get_orders(conn: sa.Connection, order_ids: Sequence[str]) -> dict[str, RowMapping]:
-    query = sa.select(orders).where(orders.c.id.in_(list(order_ids)))
-    return {row["id"]: row for row in (conn.execute(query)).mappings()}
+# What the worker's batches and the notifications read of an order: no datetimes, so that
+# the SQLite driver's rows (kit/sqlite_driver.py) read the same as Core's.
+BATCH_COLUMNS = (
+    orders.c.id,
+    orders.c.user_id,
+    orders.c.kind,
+    orders.c.flash_sale_id,
+    orders.c.status,
+    orders.c.subtotal_cents,
+    orders.c.discount_cents,
+    orders.c.total_cents,
+    orders.c.coupon_code,
+)
+_BATCH_SQLITE = (
+    f"SELECT {', '.join(column.name for column in BATCH_COLUMNS)} FROM orders WHERE id {IN_JSON}"
+)
+_CONFIRM_SQLITE = (
+    "UPDATE orders SET status = 'confirmed', updated_at = ?, failure_reason = NULL"
+    f" WHERE id {IN_JSON} AND +status = 'pending' RETURNING id"  # +status: see IN_JSON
+)
+_ITEM_COLUMNS = (
+    order_items.c.order_id,
+    order_items.c.product_id,
+    order_items.c.quantity,
+    order_items.c.unit_price_cents,
+)
+_ITEMS_SQLITE = (
+    f"SELECT {', '.join(column.name for column in _ITEM_COLUMNS)} FROM order_items"
+    f" WHERE order_id {IN_JSON} ORDER BY product_id"
+)
+
+
+def get_orders(conn: sa.Connection, order_ids: Sequence[str]) -> dict[str, Record]:
+    """``BATCH_COLUMNS`` of many orders, by id."""
+    if sqlite_driver.usable(conn):
+        rows: Sequence[Record] = sqlite_driver.fetch(conn, _BATCH_SQLITE, (json_list(order_ids),))
+    else:
+        query = sa.select(*BATCH_COLUMNS).where(orders.c.id.in_(list(order_ids)))
+        rows = conn.execute(query).mappings().all()
+    return {row["id"]: row for row in rows}
 
 
 def confirm_pending(conn: sa.Connection, order_ids: Sequence[str], *, now: datetime) -> list[str]:
     """pending -> confirmed for many orders at once; the ids that moved."""
+    if sqlite_driver.usable(conn):
+        stamp = sqlite_driver.datetime_processor(orders.c.updated_at)(now)
+        parameters = (stamp, json_list(order_ids))
+        return [row[0] for row in sqlite_driver.fetch(conn, _CONFIRM_SQLITE, parameters)]
     result = conn.execute(
         sa.update(orders)
         .where(orders.c.id.in_(list(order_ids)), orders.c.status == "pending")
@@ -73,14 +116,18 @@ def get_by_idempotency(conn: sa.Connection, scope: str, key: str) -> RowMapping 
     return (conn.execute(query)).mappings().first()
 
 
-def items_of(conn: sa.Connection, order_ids: Sequence[str]) -> dict[str, list[RowMapping]]:
-    query = (
-        sa.select(order_items)
-        .where(order_items.c.order_id.in_(list(order_ids)))
-        .order_by(order_items.c.product_id)
-    )
-    grouped: dict[str, list[RowMapping]] = {order_id: [] for order_id in order_ids}
-    for row in (conn.execute(query)).mappings():
+def items_of(conn: sa.Connection, order_ids: Sequence[str]) -> dict[str, list[Record]]:
+    if sqlite_driver.usable(conn):
+        rows: Sequence[Record] = sqlite_driver.fetch(conn, _ITEMS_SQLITE, (json_list(order_ids),))
+    else:
+        query = (
+            sa.select(*_ITEM_COLUMNS)
+            .where(order_items.c.order_id.in_(list(order_ids)))
+            .order_by(order_items.c.product_id)
+        )
+        rows = conn.execute(query).mappings().all()
+    grouped: dict[str, list[Record]] = {order_id: [] for order_id in order_ids}
+    for row in rows:
         grouped[row["order_id"]].append(row)
     return grouped
 

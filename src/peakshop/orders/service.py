@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from peakshop.db import Record
 from peakshop.jobs import repository as jobs_repository
 from peakshop.kit.clock import from_db
 from peakshop.kit.money import format_cents
@@ -25,7 +26,7 @@ def _dt(value: datetime) -> datetime:
     return from_db(value) or value
 
 
-def order_out(row: RowMapping, items: list[RowMapping]) -> OrderOut:
+def order_out(row: RowMapping, items: list[Record]) -> OrderOut:
     return OrderOut(
         id=row["id"],
         user_id=row["user_id"],

@@ -125,8 +125,8 @@ def _due_jobs_sqlite(
 ) -> list[Record]:
     """``due_jobs`` on the driver (kit/sqlite_driver.py). The worker's in-flight set (ids
     delivered and not yet acked, ~1,600 in a flash sale) goes in as one JSON array: as
-    1,600 bound parameters in each branch a poll took 7.5-11 ms of GIL-holding Python
-    (``python benchmarks/queue_poll_cost.py``)."""
+    1,600 bound parameters in each branch a poll took 7.5-11 ms of GIL-holding Python, this
+    way ~1 ms (``python benchmarks/queue_poll_cost.py``)."""
     columns = ", ".join(column.name for column in _MESSAGE_COLUMNS)
     skip = f" AND id NOT {IN_JSON}" if exclude else ""
     rows: list[Record] = []

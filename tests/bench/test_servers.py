@@ -19,8 +19,8 @@ PARENT = textwrap.dedent(
     import signal, subprocess, sys, time
     child = subprocess.Popen([sys.executable, "-c",
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
-    print(child.pid, flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(child.pid, flush=True)  # after the handler: the test may signal as soon as it reads
     time.sleep(600)
     """
 )

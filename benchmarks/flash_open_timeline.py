@@ -3,7 +3,7 @@
 every latency recorded from its scheduled send time, then P50/P99 by window of send time
 and each window's share of the run's slowest 1 %.
 
-    PEAKSHOP_DATABASE_URL=sqlite+aiosqlite:///var/timeline.db python benchmarks/flash_open_timeline.py [--attempts 50000] [--rate 1000]
+    PEAKSHOP_DATABASE_URL=sqlite+aiosqlite:///var/timeline.db python benchmarks/flash_open_timeline.py [--attempts 50000] [--rate 1000] [--window 2.5]
 
 Run ``peakshop db upgrade`` on that database first. One sender process with aiohttp (at
 1,000/s it keeps to its schedule on the 2-core machine); ``peakshop bench flash-sale
@@ -26,7 +26,6 @@ from peakshop.config import load_settings
 
 UNITS = 10_000
 WARM_ATTEMPTS = 500
-WINDOW_SECONDS = 2.5
 # (scheduled offset s, latency s, status) of one attempt
 Record = tuple[float, float, int]
 # the records, and how late the sender sent each attempt (s)
@@ -70,7 +69,7 @@ async def drive(url: str, token: str, sale_id: int, count: int, rate: float) -> 
     return records, stalls
 
 
-def report(records: list[Record], stalls: list[float]) -> None:
+def report(records: list[Record], stalls: list[float], window: float) -> None:
     latencies = sorted(r[1] for r in records)
 
     def at(values: list[float], share: float) -> float:
@@ -82,7 +81,7 @@ def report(records: list[Record], stalls: list[float]) -> None:
           f"ms, P95 {at(latencies, 0.95):.1f} ms, P99 {at(latencies, 0.99):.1f} ms")  # fmt: skip
     windows: dict[int, list[Record]] = {}
     for record in records:
-        windows.setdefault(int(record[0] // WINDOW_SECONDS), []).append(record)
+        windows.setdefault(int(record[0] // window), []).append(record)
     slowest = sum(1 for value in latencies if value >= tail)
     late = sorted(stalls)
     print(f"the sender sent late by: P99 {at(late, 0.99):.1f} ms, max {late[-1] * 1e3:.1f} ms")
@@ -90,7 +89,7 @@ def report(records: list[Record], stalls: list[float]) -> None:
         group = windows[number]
         values = sorted(r[1] for r in group)
         print(
-            f"{number * WINDOW_SECONDS:6.1f} s  admitted {sum(r[2] == 202 for r in group):5d}  "
+            f"{number * window:6.2f} s  admitted {sum(r[2] == 202 for r in group):5d}  "
             f"P50 {at(values, 0.5):6.1f} ms  P99 {at(values, 0.99):6.1f} ms  "
             f"share of the slowest 1 % {sum(v >= tail for v in values) / slowest:.2f}"
         )
@@ -100,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--attempts", type=int, default=50_000)
     parser.add_argument("--rate", type=float, default=1_000.0)
+    parser.add_argument("--window", type=float, default=2.5, help="seconds of send time")
     args = parser.parse_args()
     settings = load_settings()
     with spawn_peakshop(env=dict(os.environ)) as server:
@@ -114,7 +114,7 @@ def main() -> None:
         records, stalls = asyncio.run(
             drive(server.url, settings.service_token, sale, args.attempts, args.rate)
         )
-    report(records, stalls)
+    report(records, stalls, args.window)
 
 
 if __name__ == "__main__":

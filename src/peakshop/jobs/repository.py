@@ -199,6 +199,7 @@ _CLAIM_SQLITE = (
     "(+status IN ('queued', 'failed') AND available_at <= ?)"
     " OR (+status = 'processing' AND locked_until < ?)) RETURNING id, attempts"
 )
+_stored_time = sqlite_driver.datetime_processor(jobs.c.updated_at)
 _FINISH_SQLITE = (
     "UPDATE jobs SET status = 'done', locked_until = NULL, updated_at = ?, finished_at = ?,"
     f" last_error = NULL WHERE id {IN_JSON}"
@@ -209,8 +210,7 @@ def _claim(
     conn: sa.Connection, ids: list[str], *, now: datetime, epoch: float, lease: float
 ) -> dict[str, int]:
     if sqlite_driver.usable(conn):
-        stamp = sqlite_driver.datetime_processor(jobs.c.updated_at)(now)
-        parameters = (epoch + lease, stamp, json_list(ids), epoch, epoch)
+        parameters = (epoch + lease, _stored_time(now), json_list(ids), epoch, epoch)
         rows = sqlite_driver.fetch(conn, _CLAIM_SQLITE, parameters)
         return {row[0]: int(row[1]) for row in rows}
     result = conn.execute(
@@ -229,7 +229,7 @@ def _claim(
 
 def finish_jobs(conn: sa.Connection, job_ids: list[str], *, now: datetime) -> None:
     if sqlite_driver.usable(conn):
-        stamp = sqlite_driver.datetime_processor(jobs.c.updated_at)(now)
+        stamp = _stored_time(now)
         sqlite_driver.execute(conn, _FINISH_SQLITE, (stamp, stamp, json_list(job_ids)))
         return
     conn.execute(

@@ -13,9 +13,10 @@ their open-loop P99. So the in-process worker (``YieldToBursts``, used by ``jobs
   after each batch rests ``rest_ratio`` times as long as the batch took. A batch's
   statements run in SQLite's C code in a thread, beside the requests, on a 2-core machine
   that also carries the load generator: back to back, they kept one core busy and the
-  requests' median went from 1.0 to 3-4 ms while 10,000 winners were confirmed; one batch
-  at a time with a rest as long as the batch halved that window's share of the run's
-  slowest 1 % (README, Orders and flash sales).
+  requests' median went from 1.0 to ~3.5 ms while 10,000 winners were confirmed; one batch
+  at a time with a rest as long as the batch brought it to ~1.6 ms, and the run's P99 from
+  4.6 to 3.0-3.3 ms (``benchmarks/flash_open_timeline.py --window 0.25``; README, Where the
+  figures stand).
 
 Both only while the event loop keeps up (``LoopSaturation``: how late a 50 ms sleep wakes,
 and how many requests are in the process, both smoothed): once requests queue in it, as in a

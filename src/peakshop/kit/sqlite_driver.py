@@ -11,10 +11,11 @@ converted by SQLAlchemy's own SQLite type processors, so rows read back through 
 exactly those Core would have written.
 
 The worker's batches (jobs claimed, orders read and confirmed, jobs finished: ~100 ids a
-statement) go the same way, for the same reason: as Core statements their Python held the
-GIL in the write thread for ~5 ms of every 100 orders confirmed, and each request that
-arrived meanwhile waited for the GIL at every step from granian to the event loop and back
-(the admissions' median went from 1.0 to 3-4 ms while 10,000 winners were confirmed).
+statement) go the same way, for the same reason: as Core statements they cost ~2.8 ms more
+CPU per 100 orders (``benchmarks/flash_winner_cost.py``: 159 against 131 us per winner),
+Python that held the GIL in the write thread, and each request that arrived meanwhile
+waited for the GIL at every step from granian to the event loop and back (the admissions'
+median went from 1.0 to 3-8 ms while 10,000 winners were confirmed).
 On the driver, nearly all of a statement is SQLite's C code, which runs without the GIL.
 Their ids go in as one JSON array (``IN_JSON``): one parameter, one statement text.
 """

@@ -72,6 +72,7 @@ _CONFIRM_SQLITE = (
     "UPDATE orders SET status = 'confirmed', updated_at = ?, failure_reason = NULL"
     f" WHERE id {IN_JSON} AND +status = 'pending' RETURNING id"  # +status: see IN_JSON
 )
+_stored_time = sqlite_driver.datetime_processor(orders.c.updated_at)
 _ITEM_COLUMNS = (
     order_items.c.order_id,
     order_items.c.product_id,
@@ -97,8 +98,7 @@ def get_orders(conn: sa.Connection, order_ids: Sequence[str]) -> dict[str, Recor
 def confirm_pending(conn: sa.Connection, order_ids: Sequence[str], *, now: datetime) -> list[str]:
     """pending -> confirmed for many orders at once; the ids that moved."""
     if sqlite_driver.usable(conn):
-        stamp = sqlite_driver.datetime_processor(orders.c.updated_at)(now)
-        parameters = (stamp, json_list(order_ids))
+        parameters = (_stored_time(now), json_list(order_ids))
         return [row[0] for row in sqlite_driver.fetch(conn, _CONFIRM_SQLITE, parameters)]
     result = conn.execute(
         sa.update(orders)

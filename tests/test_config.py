@@ -255,3 +255,13 @@ def test_a_negative_worker_rest_is_refused() -> None:
     with pytest.raises(SettingsError, match="PEAKSHOP_WORKER_REST_RATIO"):
         load_settings(environ={"PEAKSHOP_WORKER_REST_RATIO": "-1"})
     assert load_settings(environ={"PEAKSHOP_WORKER_REST_RATIO": "0"}).worker_rest_ratio == 0
+
+
+def test_the_live_events_spread_is_checked() -> None:
+    for bad in ("-0.1", "11"):
+        with pytest.raises(SettingsError, match="PEAKSHOP_WS_SEND_SPREAD_SECONDS"):
+            load_settings(environ={"PEAKSHOP_WS_SEND_SPREAD_SECONDS": bad})
+    assert (
+        load_settings(environ={"PEAKSHOP_WS_SEND_SPREAD_SECONDS": "0"}).ws_send_spread_seconds == 0
+    )
+    assert load_settings(environ={}).ws_send_spread_seconds == 0.5

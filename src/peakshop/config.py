@@ -166,6 +166,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # dropped as too slow, and the longest a single send may take.
     ws_client_backlog: int = 1_000
     ws_send_timeout_seconds: float = 5.0
+    # Sends to the WebSocket clients are spread over about this long (monitoring/fanout.py;
+    # 0: all at once).
+    ws_send_spread_seconds: float = 0.5
     # Order updates sent per process and second at most (0: no limit).
     live_order_events_per_second: int = 200
     # GET /api/v1/monitoring/benchmark: the newest JSON report in this folder.
@@ -362,6 +365,8 @@ def _check_monitoring(settings: Settings) -> None:
         raise SettingsError("PEAKSHOP_MEMORY_LEAK_MIN_R2 must be between 0 and 1")
     if not 1 <= settings.ws_client_backlog <= 1_000_000:
         raise SettingsError("PEAKSHOP_WS_CLIENT_BACKLOG must be between 1 and 1000000")
+    if not 0 <= settings.ws_send_spread_seconds <= 10:
+        raise SettingsError("PEAKSHOP_WS_SEND_SPREAD_SECONDS must be between 0 and 10")
     if settings.live_order_events_per_second < 0:
         raise SettingsError("PEAKSHOP_LIVE_ORDER_EVENTS_PER_SECOND must not be negative")
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from peakshop.monitoring import metrics
 from peakshop.monitoring.fanout import (
     CLOSING,
     DISCONNECTED,
+    PACE_TICK_SECONDS,
     TOO_SLOW_BACKLOG,
     TOO_SLOW_SEND,
     YIELD_EVERY,
@@ -74,6 +77,18 @@ async def settle(condition: Callable[[], bool] = lambda: False, rounds: int = 20
         await asyncio.sleep(0)
 
 
+async def wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Until ``condition``: the pacer sends a few every tick (5 ms)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "not in time"
+        await asyncio.sleep(0.001)
+
+
+def _all_have(sockets: list[FakeSocket], count: int) -> bool:
+    return all(len(s.texts) == count for s in sockets)
+
+
 def frames(start: int, count: int) -> list[bytes]:
     return [b'{"type":"test","data":%d}' % i for i in range(start, start + count)]
 
@@ -84,15 +99,59 @@ def texts(start: int, count: int) -> list[str]:
 
 async def test_every_client_gets_every_event_once_and_in_order() -> None:
     fanout = FanOut(backlog=1000, send_timeout=5.0)
-    sockets = [FakeSocket() for _ in range(3 * YIELD_EVERY + 7)]  # deliveries that yield
+    sockets = [FakeSocket() for _ in range(YIELD_EVERY + 7)]  # deliveries that yield
     for socket in sockets:
         fanout.connect(socket.receive, socket.send)
     for frame in frames(0, 50):
         await fanout.deliver(frame)
-    await settle(lambda: all(len(s.texts) == 50 for s in sockets))
+    await wait_for(lambda: all(len(s.texts) == 50 for s in sockets))
     for socket in sockets:
         assert socket.texts == texts(0, 50)
     assert not any(client.ended.done() for client in fanout.clients)
+
+
+async def test_the_sends_of_an_event_are_spread_over_about_the_spread() -> None:
+    fanout = FanOut(backlog=10, send_timeout=5.0, spread=0.1)
+    sockets = [FakeSocket() for _ in range(200)]
+    for socket in sockets:
+        fanout.connect(socket.receive, socket.send)
+    started = time.monotonic()
+    await fanout.deliver(b'{"type":"test","data":0}')
+
+    def delivered() -> int:
+        return sum(len(s.texts) for s in sockets)
+
+    assert delivered() == 0  # the pacer sends, not deliver()
+    await asyncio.sleep(0)
+    # The first tick: 200 waiting x 5 ms / 100 ms.
+    assert delivered() == math.ceil(200 * PACE_TICK_SECONDS / 0.1) == 10
+    await wait_for(lambda: delivered() == 200)
+    assert time.monotonic() - started >= 19 * PACE_TICK_SECONDS * 0.9  # 20 ticks, not one
+    assert all(s.texts == texts(0, 1) for s in sockets)
+
+
+async def test_with_no_spread_every_send_starts_at_once() -> None:
+    fanout = FanOut(backlog=10, send_timeout=5.0, spread=0)
+    sockets = [FakeSocket() for _ in range(200)]
+    for socket in sockets:
+        fanout.connect(socket.receive, socket.send)
+    await fanout.deliver(b'{"type":"test","data":0}')
+    assert all(s.texts == texts(0, 1) for s in sockets)
+
+
+async def test_a_client_with_many_events_waiting_gets_several_sends_a_tick() -> None:
+    fanout = FanOut(backlog=1000, send_timeout=5.0, spread=0.05)
+    socket = FakeSocket()
+    fanout.connect(socket.receive, socket.send)
+    started = time.monotonic()
+    for frame in frames(0, 500):
+        await fanout.deliver(frame)
+    # One send a tick would take 500 x 5 ms = 2.5 s; the budget (50 a tick, from the 500
+    # waiting) lets each completed send start the next within the tick.
+    await wait_for(lambda: len(socket.texts) == 500, within=1.0)
+    assert time.monotonic() - started < 1.0
+    assert socket.texts == texts(0, 500)
+    assert fanout.pending == 0
 
 
 async def test_a_client_that_stops_reading_is_dropped_and_the_others_keep_receiving() -> None:
@@ -103,9 +162,9 @@ async def test_a_client_that_stops_reading_is_dropped_and_the_others_keep_receiv
     dropped_before = metrics.LIVE_DROPPED_BACKLOG._value.get()
 
     async def deliver(start: int, count: int) -> None:
-        for frame in frames(start, count):
+        for number, frame in enumerate(frames(start, count), start + 1):
             await fanout.deliver(frame)
-            await settle(rounds=3)  # the fast ones keep up
+            await wait_for(partial(_all_have, fast, number))  # the fast ones keep up
 
     await deliver(0, 20)
     assert stuck.texts == texts(0, 1)  # one send in flight, five waiting, fourteen dropped
@@ -115,7 +174,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_the_others_keep_receiv
     assert fanout.sweep() == [(clients[-1], TOO_SLOW_BACKLOG)]
     assert await clients[-1].ended == TOO_SLOW_BACKLOG
     await deliver(20, 10)
-    await settle(lambda: all(len(s.texts) == 30 for s in fast))
+    await wait_for(lambda: all(len(s.texts) == 30 for s in fast))
     for socket in fast:
         assert socket.texts == texts(0, 30)
     assert stuck.texts == texts(0, 1)
@@ -140,6 +199,7 @@ async def test_a_backlog_still_over_half_full_after_the_timeout_drops_the_client
     client = fanout.connect(slow.receive, slow.send)
     for frame in frames(0, 30):
         await fanout.deliver(frame)
+    await settle(rounds=2)  # the pacer's first tick
     for _ in range(3):  # it reads a little: each send is quick, the backlog stays long
         slow.complete_one()
         await settle(rounds=3)
@@ -154,10 +214,12 @@ async def test_a_burst_drained_in_time_is_forgiven() -> None:
     client = fanout.connect(bursty.receive, bursty.send)
     for frame in frames(0, 30):
         await fanout.deliver(frame)
+    await settle(rounds=2)  # the pacer's first tick
     while bursty.pending:  # it catches up
         bursty.complete_one()
-        await settle(rounds=3)
-    assert bursty.texts == texts(0, 11)  # one in flight and ten waiting when it overflowed
+        await wait_for(lambda: bool(bursty.pending) or len(bursty.texts) == 10)
+    await settle(rounds=2)  # the last completion's callback
+    assert bursty.texts == texts(0, 10)  # ten waiting when it overflowed
     later = time.monotonic() + 1.1
     assert client.lagging(later, 1.0) is None
     assert client.lagging(later + 10, 1.0) is None  # forgiven, not merely postponed
@@ -172,6 +234,7 @@ async def test_a_client_that_leaves_ends_and_a_failed_send_ends_it_too() -> None
     leaving.leave()
     assert await first.ended == DISCONNECTED
     await fanout.deliver(b'{"type":"test"}')
+    await settle(rounds=2)  # the pacer's first tick
     failing.pending[0].set_exception(ConnectionResetError())
     assert await second.ended == DISCONNECTED
     assert leaving.texts == []  # nothing is sent to a client that left
@@ -192,7 +255,7 @@ async def test_a_server_whose_send_is_a_coroutine_gets_the_events_in_order() -> 
     client = fanout.connect(receive, send)  # type: ignore[arg-type]
     for frame in frames(0, 20):
         await fanout.deliver(frame)
-    await settle(lambda: len(received) == 20)
+    await wait_for(lambda: len(received) == 20)
     assert received == texts(0, 20)
     fanout.disconnect(client)
     await settle(rounds=5)

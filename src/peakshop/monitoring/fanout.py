@@ -10,10 +10,28 @@ loop per client and event under granian. Channels still carry the events between
 How: a client has at most one send in flight. The server's ``send`` is called directly and
 its result chained with ``add_done_callback`` (granian returns an asyncio-compatible
 future, so a send costs a call and a callback, ~5 us; a server whose ``send`` is a
-coroutine gets a task per send instead, as any ASGI app would). Events that arrive while
-a send is in flight wait in the client's bounded backlog. Disconnects are seen the same
-way, through a chained ``receive``. One watchdog sweep per process drops the clients that
-do not keep up:
+coroutine gets a task per send instead, as any ASGI app would). Events wait in the client's
+bounded backlog until it is its turn. Disconnects are seen the same way, through a chained
+``receive``.
+
+The sends are paced: a pacer task starts them in turn over the clients that have events
+waiting, a few every ``PACE_TICK_SECONDS``, so many that what is waiting goes out within
+about ``spread`` seconds (``PEAKSHOP_WS_SEND_SPREAD_SECONDS``, 0.5 by default; 0 sends
+everything at once). The budget follows what is waiting, so a faster stream of events is
+paced the same way, never left behind, and a client with several events waiting may send
+again within a tick as soon as its last send completed.
+
+Why: granian completes each send on the one thread that also hands the requests to
+Python, taking the GIL once per send. With 1,000 dashboards, an event sent to all of them
+in one go (bursts of 100 with a yield between) cost 5.8-6.7 % of validate throughput in
+three runs of ``benchmarks/monitoring_overhead.py`` (2026-12-07). In a paired run of the
+three variants (10 rounds each, the median of the per-round ratios): in one go 7.7 %,
+spread over 0.25 s 6.0 %, over 0.5 s 3.0 %. Keeping fewer sends in flight (a window of 32
+or 4, each completion starting the next) did not help (5.5 and 6.6 %): the sends stayed
+close together in time. Why the density costs more than the work was not found inside
+granian; the README's Performance section has the runs.
+
+One watchdog sweep per process drops the clients that do not keep up:
 
 - a single send in flight longer than ``send_timeout`` ("send_timeout");
 - a backlog that overflowed and is still over half full ``send_timeout`` later ("backlog");
@@ -23,6 +41,7 @@ do not keep up:
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -38,7 +57,10 @@ CLOSING = "closing"  # the server shuts down
 TOO_SLOW_BACKLOG = "backlog"
 TOO_SLOW_SEND = "send_timeout"
 
-YIELD_EVERY = 100  # sends in a row before the fan-out lets other work run (~0.5 ms)
+SEND_SPREAD_SECONDS = 0.5  # what is waiting goes out over about this long (0: at once)
+PACE_TICK_SECONDS = 0.005  # the pacer starts a few sends this often
+MIN_SENDS_PER_TICK = 8  # so that a handful of clients is served in one tick
+YIELD_EVERY = 1_000  # events queued in a row before the fan-out lets other work run (~0.5 ms)
 _SERVER_CALLS = "peakshop.server_calls"
 
 
@@ -69,11 +91,12 @@ def _failed(future: asyncio.Future[Any]) -> bool:
 
 
 class ConnectedClient:
-    """One WebSocket of the fan-out: a send in flight at most, a bounded backlog behind it,
-    and ``ended``, resolved with the reason the connection is over."""
+    """One WebSocket of the fan-out: a send in flight at most, a bounded backlog of events
+    waiting for their turn, and ``ended``, resolved with the reason the connection is over."""
 
     __slots__ = (
         "_backlog",
+        "_fanout",
         "_in_flight",
         "_limit",
         "_overflowed_at",
@@ -82,9 +105,11 @@ class ConnectedClient:
         "_send",
         "_sent_at",
         "ended",
+        "waiting",
     )
 
-    def __init__(self, receive: Receive, send: Send, *, backlog: int) -> None:
+    def __init__(self, fanout: FanOut, receive: Receive, send: Send, *, backlog: int) -> None:
+        self._fanout = fanout
         self._receive = receive
         self._send: Callable[[Message], Awaitable[None]] = send
         self._limit = backlog
@@ -93,27 +118,38 @@ class ConnectedClient:
         self._sent_at = 0.0
         self._overflowed_at: float | None = None
         self._receiving: asyncio.Future[Any] | None = None
+        self.waiting = False  # in the fan-out's queue of clients waiting for a send
         self.ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._listen()
 
     # --- sending --------------------------------------------------------------------------
 
     def offer(self, message: Message) -> None:
+        """Queue an event for this client; the fan-out sends it when it is the client's turn."""
         if self.ended.done():
             return
-        if self._in_flight is None:
-            self._start(message)
-        elif len(self._backlog) < self._limit:
-            self._backlog.append(message)
-        else:  # not delivered to this client
+        if len(self._backlog) >= self._limit:  # not delivered to this client
             metrics.LIVE_DROPPED_BACKLOG.inc()
             if self._overflowed_at is None:
                 self._overflowed_at = time.monotonic()
+            return
+        self._backlog.append(message)
+        self._fanout.pending += 1
+        if self._in_flight is None and not self.waiting:
+            self._fanout.wait_for_turn(self)
 
-    def _start(self, message: Message) -> None:
+    @property
+    def ready(self) -> bool:
+        """It has an event to send and nothing in flight."""
+        return bool(self._backlog) and self._in_flight is None and not self.ended.done()
+
+    def send_next(self) -> None:
+        """Start sending the oldest waiting event (the client ends if the server refuses
+        it: the socket is gone)."""
+        self._fanout.pending -= 1
         try:
-            future = _as_future(self._send(message))
-        except Exception:  # the server refused the message: the socket is gone
+            future = _as_future(self._send(self._backlog.popleft()))
+        except Exception:
             self.end(DISCONNECTED)
             return
         self._in_flight = future
@@ -124,8 +160,7 @@ class ConnectedClient:
         self._in_flight = None
         if _failed(future):
             self.end(DISCONNECTED)
-        elif self._backlog and not self.ended.done():
-            self._start(self._backlog.popleft())
+        self._fanout.sent(self)
 
     # --- receiving (only to see the client leave: what it sends is ignored) ---------------
 
@@ -164,6 +199,7 @@ class ConnectedClient:
         """Cancel what is in flight: the server holds the socket's reader and writer for a
         pending receive and send, and closing the socket waits for both."""
         self.end(DISCONNECTED)
+        self._fanout.pending -= len(self._backlog)
         self._backlog.clear()
         for future in (self._in_flight, self._receiving):
             if future is not None:
@@ -173,14 +209,21 @@ class ConnectedClient:
 class FanOut:
     """The clients of this process, and the one place that sends them the events."""
 
-    def __init__(self, *, backlog: int, send_timeout: float) -> None:
+    def __init__(
+        self, *, backlog: int, send_timeout: float, spread: float = SEND_SPREAD_SECONDS
+    ) -> None:
         self.clients: set[ConnectedClient] = set()
         self._backlog = backlog
         self._send_timeout = send_timeout
+        self._spread = spread
+        self._turns: deque[ConnectedClient] = deque()  # clients with events waiting, in turn
+        self.pending = 0  # events waiting in the clients' backlogs
+        self._pacer: asyncio.Task[None] | None = None
+        self._allowance = 0  # sends the pacer still allows before its next tick
         self.closing = False
 
     def connect(self, receive: Receive, send: Send) -> ConnectedClient:
-        client = ConnectedClient(receive, send, backlog=self._backlog)
+        client = ConnectedClient(self, receive, send, backlog=self._backlog)
         if self.closing:
             client.end(CLOSING)
         self.clients.add(client)
@@ -199,8 +242,58 @@ class FanOut:
         )
         for index, client in enumerate(tuple(self.clients), 1):
             client.offer(message)
-            if index % YIELD_EVERY == 0:  # 1,000 sends in one go would stall requests ~5 ms
+            if index % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
+        self._send_waiting()
+
+    # --- pacing ---------------------------------------------------------------------------
+
+    def wait_for_turn(self, client: ConnectedClient) -> None:
+        client.waiting = True
+        self._turns.append(client)
+
+    def sent(self, client: ConnectedClient) -> None:
+        """A client's send completed: it waits for another turn if it has more to send."""
+        if client.ready and not client.waiting:
+            self.wait_for_turn(client)
+            self._send_waiting()
+
+    def _send_waiting(self) -> None:
+        if not self._turns:
+            return
+        if self._spread <= 0:
+            self._send_turns(len(self._turns))
+            return
+        if self._allowance:  # a client whose send completed may go again within the tick
+            self._allowance -= self._send_turns(self._allowance)
+        if self._turns and (self._pacer is None or self._pacer.done()):
+            self._pacer = asyncio.create_task(self._pace(), name="live-fanout-pacer")
+
+    async def _pace(self) -> None:
+        # The budget per tick only grows while anything waits: what is waiting when it comes
+        # goes out evenly over ~spread (a budget recomputed each tick would thin out the tail).
+        # It stops after a tick in which nothing was sent.
+        budget = MIN_SENDS_PER_TICK
+        try:
+            while True:
+                budget = max(budget, math.ceil(self.pending * PACE_TICK_SECONDS / self._spread))
+                self._allowance = budget - self._send_turns(budget)
+                await asyncio.sleep(PACE_TICK_SECONDS)
+                if not self._turns and self._allowance == budget:
+                    return
+        finally:
+            self._allowance = 0
+
+    def _send_turns(self, count: int) -> int:
+        """Up to ``count`` sends, one per client, in turn; returns how many were started."""
+        started = 0
+        while started < count and self._turns:
+            client = self._turns.popleft()
+            client.waiting = False
+            if client.ready:
+                client.send_next()
+                started += 1
+        return started
 
     def sweep(self) -> list[tuple[ConnectedClient, str]]:
         """Drop the clients that do not keep up; returns them with the reason."""
@@ -227,3 +320,5 @@ class FanOut:
         self.closing = True
         for client in self.clients:
             client.end(CLOSING)
+        if self._pacer is not None:
+            self._pacer.cancel()

@@ -148,7 +148,9 @@ class LiveEvents:
             subscriber_class=RelaySubscriber,
         )
         self.fanout = FanOut(
-            backlog=settings.ws_client_backlog, send_timeout=settings.ws_send_timeout_seconds
+            backlog=settings.ws_client_backlog,
+            send_timeout=settings.ws_send_timeout_seconds,
+            spread=settings.ws_send_spread_seconds,
         )
         self._relay: tuple[Subscriber, asyncio.Task[None]] | None = None
         self._subscription = asyncio.Lock()

@@ -21,15 +21,15 @@ everything at once). The budget follows what is waiting, so a faster stream of e
 paced the same way, never left behind, and a client with several events waiting may send
 again within a tick as soon as its last send completed.
 
-Why: granian completes each send on the one thread that also hands the requests to
-Python, taking the GIL once per send. With 1,000 dashboards, an event sent to all of them
-in one go (bursts of 100 with a yield between) cost 5.8-6.7 % of validate throughput in
-three runs of ``benchmarks/monitoring_overhead.py`` (2026-12-07). In a paired run of the
-three variants (10 rounds each, the median of the per-round ratios): in one go 7.7 %,
-spread over 0.25 s 6.0 %, over 0.5 s 3.0 %. Keeping fewer sends in flight (a window of 32
-or 4, each completion starting the next) did not help (5.5 and 6.6 %): the sends stayed
-close together in time. Why the density costs more than the work was not found inside
-granian; the README's Performance section has the runs.
+Why: with 1,000 dashboards, an event sent to all of them in one go cost 5.8-6.7 % of
+validate throughput in three runs of ``benchmarks/monitoring_overhead.py`` (2026-12-07);
+since the sends are paced, 0.81 %. ``benchmarks/ws_send_spread.py`` compares values of the
+setting in one run: spread 0 lost 3.7 %, 0.5 s -2.4 %, higher in each of 10 rounds. Keeping
+fewer sends in flight instead (a window of 32 or 4, each completion starting the next) did
+not help (5.5 and 6.6 %): the sends stayed close together in time. Why the same sends cost
+more close together was not found inside granian, which completes each on the one thread
+that also hands the requests to Python, taking the GIL once per send. The README's
+Performance section has the runs.
 
 One watchdog sweep per process drops the clients that do not keep up:
 

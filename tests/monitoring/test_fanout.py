@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from litestar.types import Message
 
-from peakshop.config import Settings
+from peakshop.config import Settings, load_settings
 from peakshop.monitoring import metrics
 from peakshop.monitoring.fanout import (
     CLOSING,
@@ -31,6 +31,8 @@ from peakshop.monitoring.fanout import (
 )
 from peakshop.monitoring.live import CHANNEL, LiveEvents
 from tests.conftest import make_settings
+
+SPREAD = load_settings(environ={}).ws_send_spread_seconds  # the default pace
 
 
 class FakeSocket:
@@ -98,7 +100,7 @@ def texts(start: int, count: int) -> list[str]:
 
 
 async def test_every_client_gets_every_event_once_and_in_order() -> None:
-    fanout = FanOut(backlog=1000, send_timeout=5.0)
+    fanout = FanOut(backlog=1000, send_timeout=5.0, spread=SPREAD)
     sockets = [FakeSocket() for _ in range(YIELD_EVERY + 7)]  # deliveries that yield
     for socket in sockets:
         fanout.connect(socket.receive, socket.send)
@@ -155,7 +157,7 @@ async def test_a_client_with_many_events_waiting_gets_several_sends_a_tick() -> 
 
 
 async def test_a_client_that_stops_reading_is_dropped_and_the_others_keep_receiving() -> None:
-    fanout = FanOut(backlog=5, send_timeout=0.2)
+    fanout = FanOut(backlog=5, send_timeout=0.2, spread=SPREAD)
     fast = [FakeSocket() for _ in range(3)]
     stuck = FakeSocket(reading=False)
     clients = [fanout.connect(s.receive, s.send) for s in [*fast, stuck]]
@@ -184,7 +186,7 @@ async def test_a_client_that_stops_reading_is_dropped_and_the_others_keep_receiv
 
 
 async def test_a_single_send_longer_than_the_timeout_drops_the_client() -> None:
-    fanout = FanOut(backlog=5, send_timeout=0.2)
+    fanout = FanOut(backlog=5, send_timeout=0.2, spread=SPREAD)
     stuck = FakeSocket(reading=False)
     client = fanout.connect(stuck.receive, stuck.send)
     await fanout.deliver(b'{"type":"test"}')  # no overflow: one event, never written
@@ -194,7 +196,7 @@ async def test_a_single_send_longer_than_the_timeout_drops_the_client() -> None:
 
 
 async def test_a_backlog_still_over_half_full_after_the_timeout_drops_the_client() -> None:
-    fanout = FanOut(backlog=10, send_timeout=1.0)
+    fanout = FanOut(backlog=10, send_timeout=1.0, spread=SPREAD)
     slow = FakeSocket(reading=False)
     client = fanout.connect(slow.receive, slow.send)
     for frame in frames(0, 30):
@@ -209,7 +211,7 @@ async def test_a_backlog_still_over_half_full_after_the_timeout_drops_the_client
 
 
 async def test_a_burst_drained_in_time_is_forgiven() -> None:
-    fanout = FanOut(backlog=10, send_timeout=1.0)
+    fanout = FanOut(backlog=10, send_timeout=1.0, spread=SPREAD)
     bursty = FakeSocket(reading=False)
     client = fanout.connect(bursty.receive, bursty.send)
     for frame in frames(0, 30):
@@ -227,7 +229,7 @@ async def test_a_burst_drained_in_time_is_forgiven() -> None:
 
 
 async def test_a_client_that_leaves_ends_and_a_failed_send_ends_it_too() -> None:
-    fanout = FanOut(backlog=10, send_timeout=1.0)
+    fanout = FanOut(backlog=10, send_timeout=1.0, spread=SPREAD)
     leaving, failing = FakeSocket(), FakeSocket(reading=False)
     first = fanout.connect(leaving.receive, leaving.send)
     second = fanout.connect(failing.receive, failing.send)
@@ -251,7 +253,7 @@ async def test_a_server_whose_send_is_a_coroutine_gets_the_events_in_order() -> 
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    fanout = FanOut(backlog=100, send_timeout=1.0)
+    fanout = FanOut(backlog=100, send_timeout=1.0, spread=SPREAD)
     client = fanout.connect(receive, send)  # type: ignore[arg-type]
     for frame in frames(0, 20):
         await fanout.deliver(frame)
@@ -262,7 +264,7 @@ async def test_a_server_whose_send_is_a_coroutine_gets_the_events_in_order() -> 
 
 
 async def test_shutdown_ends_every_client_and_refuses_new_ones() -> None:
-    fanout = FanOut(backlog=10, send_timeout=1.0)
+    fanout = FanOut(backlog=10, send_timeout=1.0, spread=SPREAD)
     clients = [fanout.connect(s.receive, s.send) for s in (FakeSocket(), FakeSocket())]
     fanout.close_all()
     assert [await client.ended for client in clients] == [CLOSING, CLOSING]

@@ -57,7 +57,6 @@ CLOSING = "closing"  # the server shuts down
 TOO_SLOW_BACKLOG = "backlog"
 TOO_SLOW_SEND = "send_timeout"
 
-SEND_SPREAD_SECONDS = 0.5  # what is waiting goes out over about this long (0: at once)
 PACE_TICK_SECONDS = 0.005  # the pacer starts a few sends this often
 MIN_SENDS_PER_TICK = 8  # so that a handful of clients is served in one tick
 YIELD_EVERY = 1_000  # events queued in a row before the fan-out lets other work run (~0.5 ms)
@@ -209,9 +208,7 @@ class ConnectedClient:
 class FanOut:
     """The clients of this process, and the one place that sends them the events."""
 
-    def __init__(
-        self, *, backlog: int, send_timeout: float, spread: float = SEND_SPREAD_SECONDS
-    ) -> None:
+    def __init__(self, *, backlog: int, send_timeout: float, spread: float) -> None:
         self.clients: set[ConnectedClient] = set()
         self._backlog = backlog
         self._send_timeout = send_timeout
